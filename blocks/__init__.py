@@ -1,0 +1,1 @@
+"""Pure decision logic: the canonical content model, targeting and variant selection."""

@@ -1,0 +1,120 @@
+"""The canonical content model every CMS adapter maps its entries to.
+
+A page is an ordered list of blocks; a block has one or more variants, each
+carrying the editor metadata that decides when it may be shown. Everything
+here is immutable so a parsed page can be shared by concurrent requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from blocks.conditions import CompiledCondition
+
+AudienceMatch = Literal["any", "all"]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A half-open time window `[start, end)`; either bound may be open."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def contains(self, moment: datetime) -> bool:
+        """Whether `moment` falls inside the window."""
+        if self.start is not None and moment < self.start:
+            return False
+        return not (self.end is not None and moment >= self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One alternative rendering of a block, with the metadata that targets it."""
+
+    id: str
+    fields: Mapping[str, Any]
+    audiences: tuple[str, ...] = ()
+    audience_match: AudienceMatch = "any"
+    condition: CompiledCondition | None = None
+    priority: int = 0
+    schedule: Schedule | None = None
+    locales: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    weight: float | None = None
+    default: bool = False
+    rule_id: str | None = None
+    localized: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def targeted(self) -> bool:
+        """Whether the variant depends on who the visitor is."""
+        return bool(self.audiences) or self.condition is not None
+
+    def fields_for(self, locale: str | None) -> Mapping[str, Any]:
+        """The variant's fields with the locale's overrides applied."""
+        if locale is None or not self.localized:
+            return self.fields
+        overrides = self.localized.get(locale) or self.localized.get(locale.split("-")[0])
+        if not overrides:
+            return self.fields
+        return {**self.fields, **overrides}
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A modular piece of a page: one type, several variants, one default."""
+
+    id: str
+    type: str
+    variants: tuple[Variant, ...]
+
+    def variant(self, variant_id: str) -> Variant:
+        """The variant with id `variant_id`; raises KeyError if there is none."""
+        for variant in self.variants:
+            if variant.id == variant_id:
+                return variant
+        raise KeyError(variant_id)
+
+    @property
+    def default_variant(self) -> Variant:
+        """The variant shown when no targeted variant is eligible."""
+        for variant in self.variants:
+            if variant.default:
+                return variant
+        for variant in self.variants:
+            if not variant.targeted and variant.schedule is None:
+                return variant
+        return self.variants[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page: its slug, titles per locale and its ordered blocks."""
+
+    slug: str
+    title: str
+    blocks: tuple[Block, ...]
+    locales: tuple[str, ...] = ("en-US",)
+    default_locale: str = "en-US"
+    titles: Mapping[str, str] = field(default_factory=dict)
+    description: str | None = None
+
+    def title_for(self, locale: str) -> str:
+        """The page title in `locale`, or the default title."""
+        return self.titles.get(locale, self.title)
+
+    def resolve_locale(self, requested: str | None) -> str | None:
+        """The locale to serve for `requested`, or None when the page lacks it."""
+        if requested is None:
+            return self.default_locale
+        if requested in self.locales:
+            return requested
+        # A bare language ("de") matches the page's first regional form ("de-DE").
+        for locale in self.locales:
+            if locale.split("-")[0].lower() == requested.lower():
+                return locale
+        return None

@@ -1,0 +1,92 @@
+"""The content cache in front of a CMS adapter: TTL plus single flight.
+
+Pages are cached as parsed `ParsedPage` objects under `page:<cms>:<slug>`.
+Concurrent misses on one key share one upstream fetch. Unknown slugs are
+cached briefly too, so a crawler cannot hammer the CMS with bad slugs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from blocks.parse import ParsedPage
+from cms_adapters.base import CMSAdapter
+from cms_adapters.errors import ContentNotFound
+
+logger = logging.getLogger(__name__)
+
+_MISSING = object()
+# aiocache cannot tell a stored None from a miss, so not-found is a marker value.
+_NOT_FOUND = "tessera:not-found"
+
+
+class ContentCache:
+    """Serve pages from an aiocache backend, fetching misses once per key."""
+
+    def __init__(
+        self,
+        adapter: CMSAdapter,
+        cache: Any,
+        *,
+        ttl: float = 60.0,
+        not_found_ttl: float = 5.0,
+    ) -> None:
+        self.adapter = adapter
+        self.cache = cache
+        self.ttl = ttl
+        self.not_found_ttl = not_found_ttl
+        self.upstream_calls = 0
+        self._inflight: dict[str, asyncio.Future[ParsedPage | None]] = {}
+
+    def _key(self, slug: str) -> str:
+        return f"page:{self.adapter.name}:{slug}"
+
+    async def get_page(self, slug: str) -> ParsedPage:
+        """The parsed page; raises ContentNotFound or another CMSError."""
+        key = self._key(slug)
+        cached = await self.cache.get(key, default=_MISSING)
+        if cached is _MISSING:
+            cached = await self._fetch_once(key, slug)
+        if cached is None or cached == _NOT_FOUND:
+            raise ContentNotFound(self.adapter.name, f"no page with slug {slug!r}", entry=slug)
+        assert isinstance(cached, ParsedPage)
+        return cached
+
+    async def _fetch_once(self, key: str, slug: str) -> ParsedPage | None:
+        inflight = self._inflight.get(key)
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        future: asyncio.Future[ParsedPage | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._fetch(key, slug)
+        except BaseException as exc:
+            future.set_exception(exc)
+            # Mark retrieved so an exception nobody else awaited is not reported.
+            future.exception()
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+    async def _fetch(self, key: str, slug: str) -> ParsedPage | None:
+        self.upstream_calls += 1
+        try:
+            parsed = await self.adapter.fetch_page(slug)
+        except ContentNotFound:
+            await self.cache.set(key, _NOT_FOUND, ttl=self.not_found_ttl)
+            return None
+        for problem in parsed.problems:
+            logger.warning(
+                "content problem in %s page %r, left out: %s", self.adapter.name, slug, problem
+            )
+        await self.cache.set(key, parsed, ttl=self.ttl)
+        return parsed
+
+    async def invalidate(self, slug: str) -> None:
+        """Forget the cached page so the next request fetches it again."""
+        await self.cache.delete(self._key(slug))

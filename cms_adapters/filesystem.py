@@ -1,0 +1,117 @@
+"""A CMS adapter over a folder of YAML or JSON files (the embedded default).
+
+Layout (documented for editors in docs/content.md)::
+
+    CONTENT_DIR/
+      pages/<slug>.yaml       a page: slug, title, locales, blocks
+      blocks/<id>.yaml        a shared block, used from pages as `- ref: <id>`
+
+Files may be `.yaml`, `.yml` or `.json`. A slug may contain `/` to nest pages
+in folders; anything else that could escape the folder is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from blocks.parse import ContentError, ParsedPage, parse_page
+from cms_adapters.base import CMSAdapter
+from cms_adapters.errors import CMSUnavailable, ContentNotFound, MalformedContent
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$")
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _load(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        return json.loads(text)
+    return yaml.safe_load(text)
+
+
+class FilesystemAdapter(CMSAdapter):
+    """Reads pages and shared blocks from `root`; every read hits the disk."""
+
+    name = "filesystem"
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def _find(self, folder: str, key: str) -> Path | None:
+        for suffix in _SUFFIXES:
+            candidate = self.root / folder / f"{key}{suffix}"
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def _read(self, path: Path, entry: str) -> Any:
+        try:
+            return _load(path)
+        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise MalformedContent(self.name, f"not valid YAML/JSON: {exc}", entry=entry) from None
+        except OSError as exc:
+            raise CMSUnavailable(self.name, f"cannot read {path}: {exc}", entry=entry) from None
+
+    def _resolve_refs(self, document: Any, entry: str) -> Any:
+        if not isinstance(document, dict) or not isinstance(document.get("blocks"), list):
+            return document
+        blocks: list[Any] = []
+        for index, item in enumerate(document["blocks"]):
+            if isinstance(item, dict) and set(item) == {"ref"}:
+                ref = item["ref"]
+                path = self._find("blocks", ref) if isinstance(ref, str) and _SLUG.match(ref) else None
+                if path is None:
+                    raise MalformedContent(
+                        self.name,
+                        f"shared block {ref!r} does not exist under blocks/",
+                        entry=entry,
+                        field=f"blocks[{index}].ref",
+                    )
+                blocks.append(self._read(path, f"blocks/{ref}"))
+            else:
+                blocks.append(item)
+        return {**document, "blocks": blocks}
+
+    def _fetch(self, slug: str) -> ParsedPage:
+        entry = f"pages/{slug}"
+        path = self._find("pages", slug) if _SLUG.match(slug) else None
+        if path is None:
+            raise ContentNotFound(self.name, f"no page with slug {slug!r}", entry=slug)
+        document = self._resolve_refs(self._read(path, entry), entry)
+        try:
+            parsed = parse_page(document, source=entry)
+        except ContentError as exc:
+            raise MalformedContent(self.name, exc.message, entry=entry, field=exc.path) from None
+        if parsed.page.slug != slug:
+            raise MalformedContent(
+                self.name,
+                f"slug {parsed.page.slug!r} does not match the file name {slug!r}",
+                entry=entry,
+                field="slug",
+            )
+        return parsed
+
+    async def fetch_page(self, slug: str) -> ParsedPage:
+        """Read and parse `pages/<slug>.*`, inlining shared blocks."""
+        return await asyncio.to_thread(self._fetch, slug)
+
+    def _list(self) -> list[str]:
+        pages = self.root / "pages"
+        slugs = {
+            path.relative_to(pages).with_suffix("").as_posix()
+            for path in pages.rglob("*")
+            if path.suffix in _SUFFIXES and path.is_file()
+        }
+        return sorted(slug for slug in slugs if _SLUG.match(slug))
+
+    async def list_pages(self) -> list[str]:
+        """Every page slug under `pages/`."""
+        if not (self.root / "pages").is_dir():
+            raise CMSUnavailable(self.name, f"{self.root}/pages is not a folder")
+        return await asyncio.to_thread(self._list)

@@ -1,0 +1,1 @@
+"""The HTTP edge: settings, the ASGI app and its lifespan, the CLI."""

@@ -1,0 +1,50 @@
+"""Configuration from environment variables (12-factor); documented in the README."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_CONTENT_DIR = DEMO_DIR / "content"
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "tessera"
+
+
+class Settings(BaseSettings):
+    """Every setting, read from the environment (names are the upper-cased fields)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    mongodb_uri: SecretStr | None = Field(
+        default=None, description="MongoDB URI; unset starts the embedded SecantusDB server."
+    )
+    mongodb_database: str = Field(default="tessera", min_length=1)
+    cms: Literal["filesystem"] = "filesystem"
+    content_dir: Path = DEMO_CONTENT_DIR
+    cache_url: str = "memory://"
+    content_ttl: float = Field(default=60.0, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    profile_budget_ms: float = Field(default=50.0, gt=0)
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    seed_demo: bool = True
+    audience_refresh_seconds: float = Field(default=30.0, gt=0)
+    graphiql: bool = True
+    max_query_depth: int = Field(default=12, ge=2)
+    cookie_secure: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def profile_budget(self) -> float:
+        """The profile time budget in seconds."""
+        return self.profile_budget_ms / 1000.0

@@ -1,0 +1,1 @@
+"""Visitor profiles in MongoDB: reads within a time budget, event updates, audiences."""

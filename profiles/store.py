@@ -1,0 +1,47 @@
+"""The MongoDB profile store: one document per visitor, keyed by visitor id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from profiles.events import TrackedEvent, profile_update
+
+PROFILES = "profiles"
+
+
+class ProfileStore:
+    """Reads and updates visitor profiles; every write is one atomic update."""
+
+    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+        self.collection = database[PROFILES]
+
+    async def get(self, visitor_id: str) -> dict[str, Any] | None:
+        """The visitor's profile document, or None for a visitor never seen."""
+        return await self.collection.find_one({"_id": visitor_id})
+
+    async def apply(self, event: TrackedEvent) -> dict[str, Any]:
+        """Apply `event` to its visitor's profile (creating it) and return the result."""
+        document = await self.collection.find_one_and_update(
+            {"_id": event.visitor_id},
+            profile_update(event),
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert document is not None  # upsert with AFTER always returns the document
+        return document
+
+    async def seed(self, profiles: list[Mapping[str, Any]]) -> int:
+        """Insert demo profiles that do not exist yet; returns how many were new."""
+        created = 0
+        for profile in profiles:
+            result = await self.collection.update_one(
+                {"_id": profile["_id"]},
+                {"$setOnInsert": {k: v for k, v in profile.items() if k != "_id"}},
+                upsert=True,
+            )
+            created += result.upserted_id is not None
+        return created

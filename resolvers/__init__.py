@@ -1,0 +1,1 @@
+"""GraphQL surface: Strawberry types, queries and mutations, kept thin."""

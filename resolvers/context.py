@@ -1,0 +1,49 @@
+"""The per-request GraphQL context and the shared services injected into it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cms_adapters.content_cache import ContentCache
+from profiles.audiences import AudienceCatalog
+from profiles.reader import BudgetedProfileReader
+from profiles.store import ProfileStore
+
+
+@dataclass(slots=True)
+class Services:
+    """Shared clients and stores, opened once in the app lifespan."""
+
+    content: ContentCache
+    profiles: BudgetedProfileReader
+    store: ProfileStore
+    audiences: AudienceCatalog
+    clock: Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorIdentity:
+    """Who is asking: the visitor id and where it came from."""
+
+    id: str
+    source: str  # "header", "cookie" or "new"
+
+    @property
+    def is_new(self) -> bool:
+        """Whether Tessera just minted this id."""
+        return self.source == "new"
+
+
+@dataclass(slots=True)
+class GraphQLContext:
+    """What every resolver receives as `info.context`."""
+
+    request: Request
+    response: Response | None
+    services: Services
+    visitor: VisitorIdentity

@@ -1,0 +1,38 @@
+"""Errors the API reports to clients, each with a stable `extensions.code`."""
+
+from __future__ import annotations
+
+from graphql import GraphQLError
+
+
+class PublicError(GraphQLError):
+    """An error whose message is meant for the client (never masked)."""
+
+    code = "BAD_REQUEST"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, extensions={"code": self.code})
+
+
+class PageNotFound(PublicError):
+    """No page has the requested slug."""
+
+    code = "PAGE_NOT_FOUND"
+
+
+class BadUserInput(PublicError):
+    """An argument is well-typed but not acceptable (bad locale, bad country...)."""
+
+    code = "BAD_USER_INPUT"
+
+
+class ContentUnavailable(PublicError):
+    """The CMS cannot provide the page right now."""
+
+    code = "CONTENT_UNAVAILABLE"
+
+
+class ProfileUnavailable(PublicError):
+    """The profile store cannot take a write right now."""
+
+    code = "PROFILE_UNAVAILABLE"

@@ -1,0 +1,80 @@
+"""Root query: pages and the visitor."""
+
+from __future__ import annotations
+
+import re
+
+import strawberry
+from strawberry.types import Info
+
+from blocks.context import RequestFacts
+from resolvers.assembly import assemble_page, targeting_context
+from resolvers.context import GraphQLContext
+from resolvers.errors import BadUserInput
+from resolvers.inputs import RequestContextInput
+from resolvers.request_facts import request_facts
+from resolvers.types import Page, Visitor, build_block
+
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+TesseraInfo = Info[GraphQLContext, None]
+
+
+def visitor_view(attributes: dict[str, object], visitor_id: str, available: bool) -> Visitor:
+    """The `Visitor` object for a targeting context's attributes."""
+    audiences = attributes.get("audiences")
+    return Visitor(
+        id=strawberry.ID(visitor_id),
+        known=bool(attributes.get("known", False)),
+        audiences=list(audiences) if isinstance(audiences, list) else [],
+        traits=attributes.get("traits", {}),
+        cart=attributes.get("cart", {}),
+        personalized=available,
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A page with each block in the variant chosen for you.")
+    async def page(
+        self,
+        info: TesseraInfo,
+        slug: str,
+        locale: str | None = None,
+        context: RequestContextInput | None = None,
+    ) -> Page | None:
+        """Resolve `page(slug, locale, context)`."""
+        if locale is not None and not _LOCALE.match(locale):
+            raise BadUserInput(f"locale: {locale!r} is not a BCP 47 tag such as 'en-US'.")
+        ctx = info.context
+        facts = request_facts(ctx.request, ctx.visitor.id, context)
+        assembled = await assemble_page(ctx.services, slug, locale, facts)
+        locale_served = assembled.locale
+        blocks = [
+            build_block(
+                block.id,
+                block.type,
+                block.variant(record.variant_id).fields_for(locale_served),
+                record,
+            )
+            for block, record in zip(
+                assembled.page.blocks, assembled.decision.decisions, strict=True
+            )
+        ]
+        return Page(
+            slug=assembled.page.slug,
+            title=assembled.page.title_for(assembled.locale),
+            locale=assembled.locale,
+            personalized=assembled.decision.personalized,
+            blocks=blocks,
+        )
+
+    @strawberry.field(description="What Tessera knows about the current visitor.")
+    async def visitor(self, info: TesseraInfo) -> Visitor:
+        """Resolve `visitor` from the profile and the request."""
+        ctx = info.context
+        facts: RequestFacts = request_facts(ctx.request, ctx.visitor.id, None)
+        targeting = await targeting_context(ctx.services, facts, None)
+        return visitor_view(
+            dict(targeting.attributes), ctx.visitor.id, targeting.profile_available
+        )

@@ -1,0 +1,43 @@
+"""The Strawberry schema, with its cross-cutting extensions."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, ParserCache, QueryDepthLimiter, ValidationCache
+
+from resolvers.errors import PublicError
+from resolvers.mutation import Mutation
+from resolvers.query import Query
+from resolvers.types import BLOCK_TYPES
+
+MAX_QUERY_DEPTH = 12
+# Bounded: the key is the query text, which clients control.
+DOCUMENT_CACHE_SIZE = 512
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    """Mask unexpected exceptions; keep GraphQL's own and Tessera's public errors."""
+    original = error.original_error
+    return original is not None and not isinstance(original, (PublicError, GraphQLError))
+
+
+def build_schema(max_depth: int = MAX_QUERY_DEPTH) -> strawberry.Schema:
+    """The public schema; extensions are factories so each request gets fresh ones."""
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=BLOCK_TYPES,
+        extensions=[
+            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+            lambda: QueryDepthLimiter(max_depth=max_depth),
+            lambda: MaskErrors(
+                should_mask_error=_should_mask,
+                error_message="Internal error: the request could not be completed.",
+            ),
+        ],
+    )
+
+
+schema = build_schema()

@@ -1,0 +1,200 @@
+"""Strawberry types of the public schema: pages, blocks, decisions, visitors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from blocks.selection import Decision as DecisionRecord
+
+
+@strawberry.type(description="Why a block shows the variant it shows.")
+class Decision:
+    variant_id: str
+    reason: str = strawberry.field(
+        description="e.g. `audience:high_value`, `condition`, `priority`, `default`, "
+        "`fallback:profile-unavailable`."
+    )
+    rule_id: str | None = strawberry.field(description="The rule that selected the variant.")
+    score: float | None = strawberry.field(description="Model score that ranked the variant.")
+    experiment: str | None = strawberry.field(description="Experiment key, if under test.")
+    bucket: str | None = strawberry.field(description="Experiment arm assigned.")
+
+    @classmethod
+    def from_record(cls, record: DecisionRecord) -> Decision:
+        """Expose a decision record from `blocks.selection`."""
+        return cls(
+            variant_id=record.variant_id,
+            reason=record.reason,
+            rule_id=record.rule_id,
+            score=record.score,
+            experiment=record.experiment,
+            bucket=record.bucket,
+        )
+
+
+@strawberry.interface(description="A modular piece of a page, in the variant chosen for you.")
+class Block:
+    id: strawberry.ID
+    type: str = strawberry.field(description="The CMS block type, e.g. `hero`.")
+    variant_id: str
+    decision: Decision
+
+
+@strawberry.type
+class Image:
+    url: str
+    alt: str
+    width: int | None = None
+    height: int | None = None
+
+
+@strawberry.type
+class Link:
+    label: str
+    url: str
+
+
+@strawberry.type
+class Product:
+    sku: str
+    name: str
+    price: float
+    currency: str
+    url: str | None = None
+    image: Image | None = None
+    badge: str | None = None
+
+
+@strawberry.type(description="A page-top hero.")
+class HeroBlock(Block):
+    heading: str
+    subheading: str | None
+    image: Image | None
+    cta: Link | None
+
+
+@strawberry.type(description="A slim announcement strip.")
+class BannerBlock(Block):
+    text: str
+    tone: str
+    link: Link | None
+
+
+@strawberry.type(description="Editorial copy as HTML.")
+class RichTextBlock(Block):
+    html: str
+
+
+@strawberry.type(description="A titled grid of products.")
+class ProductGridBlock(Block):
+    title: str
+    products: list[Product]
+
+
+@strawberry.type(description="A prompt with one button.")
+class CallToActionBlock(Block):
+    heading: str
+    body: str | None
+    button: Link
+
+
+@strawberry.type(description="A customer quote.")
+class TestimonialBlock(Block):
+    quote: str
+    author: str
+    role: str | None
+    rating: int | None
+
+
+@strawberry.type(description="A block of a type the schema does not model; raw fields.")
+class GenericBlock(Block):
+    fields: JSON
+
+
+def _image(value: Mapping[str, Any] | None) -> Image | None:
+    return Image(**value) if value else None
+
+
+def _link(value: Mapping[str, Any] | None) -> Link | None:
+    return Link(**value) if value else None
+
+
+def _product(value: Mapping[str, Any]) -> Product:
+    return Product(**{**value, "image": _image(value.get("image"))})
+
+
+_Common = dict[str, Any]
+_BUILDERS: dict[str, Callable[[_Common, Mapping[str, Any]], Block]] = {
+    "hero": lambda c, f: HeroBlock(
+        **c,
+        heading=f["heading"],
+        subheading=f.get("subheading"),
+        image=_image(f.get("image")),
+        cta=_link(f.get("cta")),
+    ),
+    "banner": lambda c, f: BannerBlock(
+        **c, text=f["text"], tone=f.get("tone", "info"), link=_link(f.get("link"))
+    ),
+    "rich_text": lambda c, f: RichTextBlock(**c, html=f["html"]),
+    "product_grid": lambda c, f: ProductGridBlock(
+        **c, title=f["title"], products=[_product(p) for p in f["products"]]
+    ),
+    "call_to_action": lambda c, f: CallToActionBlock(
+        **c, heading=f["heading"], body=f.get("body"), button=Link(**f["button"])
+    ),
+    "testimonial": lambda c, f: TestimonialBlock(
+        **c, quote=f["quote"], author=f["author"], role=f.get("role"), rating=f.get("rating")
+    ),
+}
+
+
+def build_block(
+    block_id: str, block_type: str, fields: Mapping[str, Any], record: DecisionRecord
+) -> Block:
+    """The GraphQL object for a block shown in the variant `record` chose."""
+    common: _Common = {
+        "id": strawberry.ID(block_id),
+        "type": block_type,
+        "variant_id": record.variant_id,
+        "decision": Decision.from_record(record),
+    }
+    builder = _BUILDERS.get(block_type)
+    if builder is None:
+        return GenericBlock(**common, fields=dict(fields))
+    return builder(common, fields)
+
+
+BLOCK_TYPES: list[type[Block]] = [
+    HeroBlock,
+    BannerBlock,
+    RichTextBlock,
+    ProductGridBlock,
+    CallToActionBlock,
+    TestimonialBlock,
+    GenericBlock,
+]
+
+
+@strawberry.type(description="A page assembled for this visitor.")
+class Page:
+    slug: str
+    title: str
+    locale: str
+    personalized: bool = strawberry.field(
+        description="False when the profile could not be read in time: default variants."
+    )
+    blocks: list[Block]
+
+
+@strawberry.type(description="What Tessera knows about the current visitor.")
+class Visitor:
+    id: strawberry.ID
+    known: bool = strawberry.field(description="Whether a profile exists for this visitor.")
+    audiences: list[str]
+    traits: JSON
+    cart: JSON
+    personalized: bool = strawberry.field(description="False when the profile was unavailable.")
