@@ -126,10 +126,10 @@ class ConditionStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Evaluations of a malformed condition (each returned False)
         self.malformed = 0
-        """Evaluations of a malformed condition (each returned False)."""
+        # Evaluations of a valid condition that raised unexpectedly (each returned False)
         self.errors = 0
-        """Evaluations of a valid condition that raised unexpectedly (each returned False)."""
 
     def count_malformed(self) -> None:
         """Count one evaluation of a malformed condition."""
@@ -248,6 +248,7 @@ class _Walker:
     def __init__(self) -> None:
         self.problems: list[ConditionProblem] = []
         self.groups: set[str] = set()
+        self.runtime: Any = None
         self._nodes = 0
 
     def add(self, path: str, message: str) -> None:
@@ -323,7 +324,7 @@ class _Walker:
             self.add(
                 path,
                 "an empty object matches anything in the Python SDK but only {} in the "
-                "JavaScript SDK; use an operator such as {\"$exists\": true}",
+                'JavaScript SDK; use an operator such as {"$exists": true}',
             )
             return node
         return self.literal(node, path, depth)
@@ -445,9 +446,7 @@ class _Walker:
         if node is None or isinstance(node, bool | str):
             return node
         if isinstance(node, int | float):
-            if type(node) not in (int, float):
-                self.add(path, f"{type(node).__name__} is not a JSON value")
-            elif isinstance(node, float) and not math.isfinite(node):
+            if isinstance(node, float) and not math.isfinite(node):
                 self.add(path, "NaN and infinite numbers are not JSON values")
             return node
         if isinstance(node, list):
@@ -473,7 +472,7 @@ class _Walker:
 def _walk(condition: Any) -> _Walker:
     walker = _Walker()
     try:
-        walker.runtime = walker.condition(condition, "", 1)  # type: ignore[attr-defined]
+        walker.runtime = walker.condition(condition, "", 1)
     except _TooLarge:
         walker.add("", f"condition is too large (more than {MAX_NODES} values)")
     except Exception as exc:  # a bug here must not break a page either
@@ -524,10 +523,7 @@ def _quantifier(pattern: str, i: int) -> tuple[float | None, int]:
         if match is None or (not match.group(1) and not match.group(2)):
             return None, i  # a literal brace, like Python's parser
         low, comma, high = match.groups()
-        if comma:
-            most = int(high) if high else math.inf
-        else:
-            most = int(low)
+        most = (int(high) if high else math.inf) if comma else int(low)
         end = match.end()
     else:
         return None, i
@@ -554,10 +550,10 @@ def _skip_class(pattern: str, i: int) -> int:
 
 
 def _backtracking_risk(pattern: str) -> str | None:
-    """Why a compiled pattern may backtrack catastrophically, or None.
+    r"""Why a compiled pattern may backtrack catastrophically, or None.
 
     Conservative: any group repeated more than once whose body holds a
-    quantifier or an alternation is flagged (`(a+)+`, `(\\w+\\s?)*`, `(a|ab)*`),
+    quantifier or an alternation is flagged (`(a+)+`, `(\w+\s?)*`, `(a|ab)*`),
     and so are backreferences and verbose mode, which this scanner cannot read.
     """
     # One frame per open group: [holds a quantifier, holds an alternation]
@@ -632,9 +628,9 @@ def _backtracking_risk(pattern: str) -> str | None:
 
 
 def _guard_pattern(pattern: str) -> str:
-    """Rewrite a pattern so it cannot match a string longer than MAX_REGEX_SUBJECT.
+    r"""Rewrite a pattern so it cannot match a string longer than MAX_REGEX_SUBJECT.
 
-    `\\A(?=[\\s\\S]{0,N}\\Z)[\\s\\S]*?(?:p)` matches exactly where `re.search(p)` would,
+    `\A(?=[\s\S]{0,N}\Z)[\s\S]*?(?:p)` matches exactly where `re.search(p)` would,
     but only tries at all when the whole string is at most N characters long.
     Global inline flags must stay at the very start.
     """
@@ -651,7 +647,8 @@ def _canonical(condition: Any) -> tuple[str, bool]:
     """A compact JSON-like key for `condition`, and whether it had to be truncated.
 
     Key order is kept (GrowthBook compares literal objects in key order), and
-    non-JSON values get a tag so they never collide with JSON ones.
+    non-JSON values get a tag so they never collide with JSON ones. Subclasses
+    of JSON types key like their base type, as GrowthBook treats them alike.
     """
     parts: list[str] = []
     budget = MAX_NODES
@@ -664,38 +661,38 @@ def _canonical(condition: Any) -> tuple[str, bool]:
             truncated = True
             parts.append("\u2026")
             return
-        kind = type(value)
         if value is None:
             parts.append("null")
-        elif kind is bool:
+        elif isinstance(value, bool):
             parts.append("true" if value else "false")
-        elif kind is str:
+        elif isinstance(value, str):
             parts.append(_quote(value))
-        elif kind is int:
-            parts.append(str(value) if -(10**30) < value < 10**30 else f"<int:{id(value)}>")
-        elif kind is float:
-            parts.append(repr(value))
-        elif kind is list:
+        elif isinstance(value, int):
+            # hex() has no digit limit, and "0x" never reads as a decimal
+            parts.append(str(int(value)) if -(10**18) < value < 10**18 else hex(value))
+        elif isinstance(value, float):
+            parts.append(repr(float(value)))
+        elif isinstance(value, list):
             parts.append("[")
             for index, item in enumerate(value):
                 if index:
                     parts.append(",")
                 emit(item, depth + 1)
             parts.append("]")
-        elif kind is dict:
+        elif isinstance(value, dict):
             parts.append("{")
             for index, (key, item) in enumerate(value.items()):
                 if index:
                     parts.append(",")
-                if type(key) is str:
+                if isinstance(key, str):
                     parts.append(_quote(key))
-                else:
+                else:  # never valid, so an identity-based key is enough
                     parts.append(f"<key {type(key).__name__}:{id(key)}>")
                 parts.append(":")
                 emit(item, depth + 1)
             parts.append("}")
-        else:
-            parts.append(f"<{kind.__name__}:{id(value)}>")
+        else:  # never valid, so an identity-based key is enough
+            parts.append(f"<{type(value).__name__}:{id(value)}>")
 
     try:
         emit(condition, 1)
@@ -787,7 +784,7 @@ def _compile(condition: Any, key: str, truncated: bool) -> CompiledCondition:
     problems = walker.problems
     if truncated and not problems:
         problems = [ConditionProblem(ROOT, "condition is too large or too deeply nested")]
-    runtime = getattr(walker, "runtime", None)
+    runtime = walker.runtime
     compiled = CompiledCondition(
         condition=condition,
         problems=tuple(problems),

@@ -16,19 +16,19 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from strawberry.asgi import GraphQL
 
 from cms_adapters.base import CMSAdapter
 from cms_adapters.content_cache import ContentCache
 from cms_adapters.filesystem import FilesystemAdapter
 from gateway.embedded_mongo import EmbeddedMongo
+from gateway.graphql_view import TesseraGraphQL
 from gateway.settings import DEMO_DIR, Settings
 from gateway.visitor import VisitorMiddleware
 from profiles.audiences import AudienceCatalog, AudienceRepository
 from profiles.reader import BudgetedProfileReader
 from profiles.seed import seed_demo
 from profiles.store import ProfileStore
-from resolvers.context import GraphQLContext, Services
+from resolvers.context import Services
 from resolvers.schema import build_schema
 
 logger = logging.getLogger(__name__)
@@ -44,19 +44,6 @@ def build_adapter(settings: Settings) -> CMSAdapter:
     if settings.cms == "filesystem":
         return FilesystemAdapter(settings.content_dir)
     raise ValueError(f"CMS: unknown CMS {settings.cms!r}")
-
-
-class TesseraGraphQL(GraphQL[GraphQLContext, None]):
-    """Strawberry's ASGI view, with Tessera's context."""
-
-    async def get_context(self, request: Request, response: Response | None) -> GraphQLContext:  # type: ignore[override]
-        """Hand resolvers the shared services and the identified visitor."""
-        return GraphQLContext(
-            request=request,
-            response=response,
-            services=request.state.services,
-            visitor=request.state.visitor,
-        )
 
 
 def create_app(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import strawberry
 from strawberry.types import Info
@@ -20,6 +21,17 @@ _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 TesseraInfo = Info[GraphQLContext, None]
 
 
+def jsonable(value: object) -> object:
+    """Profile values as JSON: datetimes become ISO 8601 strings."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    return value
+
+
 def visitor_view(attributes: dict[str, object], visitor_id: str, available: bool) -> Visitor:
     """The `Visitor` object for a targeting context's attributes."""
     audiences = attributes.get("audiences")
@@ -27,8 +39,8 @@ def visitor_view(attributes: dict[str, object], visitor_id: str, available: bool
         id=strawberry.ID(visitor_id),
         known=bool(attributes.get("known", False)),
         audiences=list(audiences) if isinstance(audiences, list) else [],
-        traits=attributes.get("traits", {}),
-        cart=attributes.get("cart", {}),
+        traits=jsonable(attributes.get("traits", {})),
+        cart=jsonable(attributes.get("cart", {})),
         personalized=available,
     )
 

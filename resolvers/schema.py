@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.types import ExecutionContext
 from strawberry.extensions import MaskErrors, ParserCache, QueryDepthLimiter, ValidationCache
 
 from resolvers.errors import PublicError
@@ -22,9 +23,21 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, (PublicError, GraphQLError))
 
 
+class TesseraSchema(strawberry.Schema):
+    """Logs only unexpected errors: a client's bad query is not a server incident."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log errors that will be masked; the client sees everything else."""
+        unexpected = [error for error in errors if _should_mask(error)]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
 def build_schema(max_depth: int = MAX_QUERY_DEPTH) -> strawberry.Schema:
     """The public schema; extensions are factories so each request gets fresh ones."""
-    return strawberry.Schema(
+    return TesseraSchema(
         query=Query,
         mutation=Mutation,
         types=BLOCK_TYPES,

@@ -1,0 +1,77 @@
+"""The Tessera app plus the baseline routes the benchmark compares it with.
+
+Serve it with `python -m uvicorn bench.app:create_bench_app --factory`; settings
+come from the environment (`MONGODB_URI`, ...) as for the real gateway. The
+added routes share the gateway's lifespan, so they use its MongoDB client:
+
+- `PUT /bench/payload` stores the body every baseline route returns (the runner
+  sends the exact bytes of one GraphQL page response);
+- `GET /bench/static` returns that payload, pre-serialized (scenario b);
+- `GET /bench/profile` reads the `X-Visitor-Id` profile, then returns the
+  payload (scenario c);
+- `GET /bench/stats` reports how many profile reads fell back to the
+  unpersonalized page, so the runner can tell whether (a) stayed personalized.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from resolvers.context import Services
+
+
+def _payload(request: Request) -> bytes:
+    payload: bytes | None = getattr(request.app.state, "bench_payload", None)
+    if payload is None:
+        raise RuntimeError("PUT /bench/payload before requesting a baseline route")
+    return payload
+
+
+async def store_payload(request: Request) -> Response:
+    """Keep the request body as the payload of the baseline routes."""
+    request.app.state.bench_payload = await request.body()
+    return Response(status_code=204)
+
+
+async def static(request: Request) -> Response:
+    """Scenario (b): the pre-serialized page, no I/O."""
+    return Response(content=_payload(request), media_type="application/json")
+
+
+async def profile(request: Request) -> Response:
+    """Scenario (c): one profile read through the gateway's client, then the page."""
+    visitor_id = request.headers.get("x-visitor-id")
+    if visitor_id is None:
+        return PlainTextResponse("X-Visitor-Id is required", status_code=400)
+    services: Services = request.app.state.services
+    document = await services.store.collection.find_one({"_id": visitor_id})
+    if document is None:
+        return PlainTextResponse(f"no profile {visitor_id!r}", status_code=404)
+    return Response(content=_payload(request), media_type="application/json")
+
+
+async def stats(request: Request) -> Response:
+    """Counters of the gateway's profile reader."""
+    services: Services = request.app.state.services
+    return JSONResponse(
+        {"fallbacks": services.profiles.fallbacks, "incidents": services.profiles.incidents}
+    )
+
+
+def create_bench_app() -> Starlette:
+    """The gateway built from the environment, with the `/bench/*` routes added."""
+    app = create_app(Settings())
+    app.router.routes.extend(
+        [
+            Route("/bench/payload", store_payload, methods=["PUT"]),
+            Route("/bench/static", static),
+            Route("/bench/profile", profile),
+            Route("/bench/stats", stats),
+        ]
+    )
+    return app

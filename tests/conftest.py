@@ -1,0 +1,90 @@
+"""Shared fixtures: a real SecantusDB server per session, the app, an HTTP client."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from pymongo import AsyncMongoClient
+from starlette.applications import Starlette
+
+from gateway.app import create_app
+from gateway.embedded_mongo import EmbeddedMongo
+from gateway.settings import DEMO_CONTENT_DIR, Settings
+
+# Before the demo's Black Friday banner starts, so decisions are deterministic.
+FIXED_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A settable clock injected into the app."""
+
+    def __init__(self, now: datetime = FIXED_NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMongo]:
+    """One real MongoDB-wire server (SecantusDB) for the whole session."""
+    server = EmbeddedMongo(tmp_path_factory.mktemp("secantusdb"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def database_name() -> str:
+    """A fresh database per test, so tests never see each other's data."""
+    return f"tessera_test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def settings(mongo_server: EmbeddedMongo, database_name: str, tmp_path: Path) -> Settings:
+    return Settings(
+        mongodb_uri=mongo_server.uri,
+        mongodb_database=database_name,
+        content_dir=DEMO_CONTENT_DIR,
+        state_dir=tmp_path / "state",
+        profile_budget_ms=500,  # generous: CI machines are shared and noisy
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: Clock) -> AsyncIterator[Starlette]:
+    """The gateway with its lifespan running (clients open, demo data seeded)."""
+    application = create_app(settings, clock=clock)
+    async with LifespanManager(application) as manager:
+        yield manager.app  # type: ignore[misc]
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tessera.test") as client:
+        yield client
+
+
+@pytest.fixture
+async def mongo(
+    mongo_server: EmbeddedMongo, database_name: str
+) -> AsyncIterator[AsyncMongoClient[dict[str, object]]]:
+    """A direct driver connection, to check what the gateway stored."""
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        mongo_server.uri, tz_aware=True
+    )
+    yield client
+    await client.drop_database(database_name)
+    await client.close()
