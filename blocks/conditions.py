@@ -40,6 +40,7 @@ This module adds what GrowthBook leaves to its callers:
 from __future__ import annotations
 
 import difflib
+import itertools
 import logging
 import math
 import re
@@ -58,6 +59,7 @@ __all__ = [
     "MAX_PATTERN_LENGTH",
     "MAX_REGEX_SUBJECT",
     "OPERATORS",
+    "ROOT",
     "STATS",
     "TYPE_NAMES",
     "CompiledCondition",
@@ -434,7 +436,7 @@ class _Walker:
             self.add(path, f"pattern may backtrack catastrophically: {risk}")
             return pattern
         guarded = _guard_pattern(pattern)
-        if _compile_error(guarded) is not None:
+        if _compile_error(guarded, check_warnings=False) is not None:
             self.add(path, "pattern cannot be bounded; move inline flags to its start")
             return pattern
         return guarded
@@ -488,11 +490,20 @@ def validate(condition: Any) -> list[ConditionProblem]:
 # -- regular expressions -----------------------------------------------------
 
 
-def _compile_error(pattern: str) -> str | None:
+_fresh = itertools.count()
+
+
+def _compile_error(pattern: str, *, check_warnings: bool = True) -> str | None:
+    """Why `pattern` does not compile cleanly, or None."""
     try:
+        # Only runs when content is loaded; catch_warnings is process-wide.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             re.compile(pattern)
+            if check_warnings:
+                # re caches compiled patterns and only warns on the first compile,
+                # so compile a unique variant (a trailing comment) to see warnings.
+                re.compile(f"{pattern}(?#{next(_fresh)})")
     except re.error as exc:
         return f"invalid pattern: {exc}"
     except Exception as exc:  # e.g. OverflowError, RecursionError

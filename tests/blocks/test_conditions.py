@@ -80,12 +80,28 @@ CASES = [
     case({"$not": {"name": "hello"}}, {"name": "hello"}, False, "not-top-level-fail"),
     case({"$not": {}}, {"a": 1}, False, "not-of-empty-condition-fails"),
     case({"a": 1, "b": 2}, {"a": 1, "b": 3}, False, "several-keys-are-anded"),
-    case(SANTA, {"name": "santa", "bday": "1980-12-20", "father": {"age": 70}}, True, "nested-and-or-pass"),
-    case(SANTA, {"name": "x", "bday": "1980-12-25", "father": {"age": 70}}, True, "nested-or-second"),
-    case(SANTA, {"name": "santa", "bday": "1980-12-25", "father": {"age": 65}}, False, "nested-and-fail"),
-    case(SANTA, {"name": "x", "bday": "1980-11-25", "father": {"age": 70}}, False, "nested-or-fail"),
+    case(
+        SANTA,
+        {"name": "santa", "bday": "1980-12-20", "father": {"age": 70}},
+        True,
+        "nested-and-or-pass",
+    ),
+    case(
+        SANTA, {"name": "x", "bday": "1980-12-25", "father": {"age": 70}}, True, "nested-or-second"
+    ),
+    case(
+        SANTA,
+        {"name": "santa", "bday": "1980-12-25", "father": {"age": 65}},
+        False,
+        "nested-and-fail",
+    ),
+    case(
+        SANTA, {"name": "x", "bday": "1980-11-25", "father": {"age": 70}}, False, "nested-or-fail"
+    ),
     case({"$or": [{"$not": {"a": 1}}, {"b": 1}]}, {"a": 1, "b": 0}, False, "not-inside-or"),
-    case({"$and": [{"$or": [{"a": 1}]}, {"$nor": [{"b": 1}]}]}, {"a": 1, "b": 2}, True, "or-and-nor"),
+    case(
+        {"$and": [{"$or": [{"a": 1}]}, {"$nor": [{"b": 1}]}]}, {"a": 1, "b": 2}, True, "or-and-nor"
+    ),
     # -- implicit equality --------------------------------------------------------
     case({"country": "US"}, {"country": "US"}, True, "eq-string"),
     case({"country": "US"}, {"country": "us"}, False, "eq-string-case-sensitive"),
@@ -236,20 +252,36 @@ CASES = [
     case({"nums": {"$elemMatch": {"$gt": 10}}}, {"nums": [0, 5, -20, 15]}, True, "elem-scalar"),
     case({"nums": {"$elemMatch": {"$gt": 10}}}, {"nums": [0, 5, 8]}, False, "elem-scalar-fail"),
     case({"nums": {"$elemMatch": {"$gt": 5, "$lt": 9}}}, {"nums": [1, 8]}, True, "elem-range"),
-    case({"nums": {"$elemMatch": {"$gt": 5, "$lt": 9}}}, {"nums": [1, 10]}, False, "elem-range-split"),
+    case(
+        {"nums": {"$elemMatch": {"$gt": 5, "$lt": 9}}}, {"nums": [1, 10]}, False, "elem-range-split"
+    ),
     case({"tags": {"$elemMatch": {"$eq": "sport"}}}, TAGS, True, "elem-eq"),
     case({"tags": {"$elemMatch": {"$in": ["x", "tech"]}}}, TAGS, True, "elem-in"),
     case({"nums": {"$elemMatch": {"$eq": 0}}}, {"nums": [0]}, True, "elem-zero-element"),
-    case({"nums": {"$elemMatch": {"$exists": False}}}, {"nums": [None]}, False, "gb:elem-skips-null"),
-    case({"cart.items": {"$elemMatch": {"sku": "B2", "qty": {"$gte": 2}}}}, CART, True, "elem-object"),
-    case({"cart.items": {"$elemMatch": {"sku": "A1", "qty": {"$gte": 2}}}}, CART, False, "elem-object-fail"),
+    case(
+        {"nums": {"$elemMatch": {"$exists": False}}}, {"nums": [None]}, False, "gb:elem-skips-null"
+    ),
+    case(
+        {"cart.items": {"$elemMatch": {"sku": "B2", "qty": {"$gte": 2}}}}, CART, True, "elem-object"
+    ),
+    case(
+        {"cart.items": {"$elemMatch": {"sku": "A1", "qty": {"$gte": 2}}}},
+        CART,
+        False,
+        "elem-object-fail",
+    ),
     case(
         {"cart.items": {"$elemMatch": {"$or": [{"sku": "Z"}, {"price": {"$gt": 10}}]}}},
         CART,
         True,
         "elem-object-or",
     ),
-    case({"h": {"$elemMatch": {"name": {"$regex": "^ping"}}}}, {"h": [{"name": "pingpong"}]}, True, "elem-regex"),
+    case(
+        {"h": {"$elemMatch": {"name": {"$regex": "^ping"}}}},
+        {"h": [{"name": "pingpong"}]},
+        True,
+        "elem-regex",
+    ),
     case({"h": {"$elemMatch": {"name": "x"}}}, {"h": "all"}, False, "elem-not-array"),
     case({"tags": {"$not": {"$elemMatch": {"$eq": "golf"}}}}, TAGS, True, "not-elem-match"),
     case({"tags": {"$not": {"$elemMatch": {"$eq": "news"}}}}, TAGS, False, "not-elem-match-fail"),
@@ -273,8 +305,18 @@ CASES = [
     case({"ua": {"$regex": "(Mobile|Tablet)"}}, {"ua": "Android Mobile"}, True, "regex-match"),
     case({"ua": {"$regex": "(Mobile|Tablet)"}}, {"ua": "Desktop"}, False, "regex-no-match"),
     case({"ua": {"$regex": "mobile"}}, {"ua": "Android Mobile"}, False, "regex-case-sensitive"),
-    case({"p": {"$regex": "^/products/[a-z0-9-]+$"}}, {"p": "/products/red-shoe-42"}, True, "regex-anchored"),
-    case({"p": {"$regex": "^/products/[a-z0-9-]+$"}}, {"p": "/x/products/a"}, False, "regex-anchored-fail"),
+    case(
+        {"p": {"$regex": "^/products/[a-z0-9-]+$"}},
+        {"p": "/products/red-shoe-42"},
+        True,
+        "regex-anchored",
+    ),
+    case(
+        {"p": {"$regex": "^/products/[a-z0-9-]+$"}},
+        {"p": "/x/products/a"},
+        False,
+        "regex-anchored-fail",
+    ),
     case({"p": {"$regex": "shoe"}}, {"p": "/products/red-shoe"}, True, "regex-searches-anywhere"),
     case({"name": {"$regex": "/???***[)"}}, {"name": "hello"}, False, "regex-invalid-pattern"),
     case({"n": {"$regex": "12"}}, {"n": 123}, False, "gb:regex-number-attribute-not-stringified"),
@@ -286,7 +328,9 @@ CASES = [
     case({"ua": {"$notRegexi": "BOT"}}, {"ua": "Firefox"}, True, "not-regexi-pass"),
     case({"l": {"$regex": "(?i)^(en|de)-[a-z]{2}$"}}, {"l": "DE-at"}, True, "regex-inline-flag"),
     case({"name": {"$not": {"$regex": "^hello"}}}, {"name": "world"}, True, "not-regex-op-pass"),
-    case({"name": {"$not": {"$regex": "^hello"}}}, {"name": "hello you"}, False, "not-regex-op-fail"),
+    case(
+        {"name": {"$not": {"$regex": "^hello"}}}, {"name": "hello you"}, False, "not-regex-op-fail"
+    ),
     case({"n": {"$not": 5}}, {"n": 6}, True, "not-literal"),
     case({"n": {"$not": {"$in": [1, 2]}}}, {"n": 2}, False, "not-in"),
     # -- versions ---------------------------------------------------------------------
@@ -304,7 +348,12 @@ CASES = [
     case({"v": {"$vlt": "1.0.0-beta"}}, {"v": "1.0.0-alpha"}, True, "alpha-before-beta"),
     case({"v": {"$vlt": "1.0.0-beta.11"}}, {"v": "1.0.0-beta.2"}, True, "prerelease-numbers"),
     case({"v": {"$vlt": "1.0.0"}}, {"v": "1.0.0-rc.1"}, True, "rc-before-release"),
-    case({"v": {"$vgt": "1.0.0-alpha", "$vlt": "1.0.0-beta"}}, {"v": "1.0.0-ALPHA"}, False, "prerelease-case"),
+    case(
+        {"v": {"$vgt": "1.0.0-alpha", "$vlt": "1.0.0-beta"}},
+        {"v": "1.0.0-ALPHA"},
+        False,
+        "prerelease-case",
+    ),
     case({"v": {"$vgte": "2.0.0"}}, {"v": "2.0.0"}, True, "vgte-equal"),
     case({"v": {"$vlte": "2.0.0"}}, {"v": "2.0.0"}, True, "vlte-equal"),
     case({"v": {"$vgte": "2.0.0"}}, {"v": "1.99.99"}, False, "vgte-fail"),
@@ -324,7 +373,9 @@ CASES = [
     case({"$or": [{"a": 1}, 5]}, {"a": 1}, False, "or-item-not-object"),
     case({"$not": [{"a": 1}]}, {"a": 2}, False, "not-top-level-list"),
     case({"num": {"$in": 1}}, {"num": 1}, False, "in-not-a-list"),
-    case({"$not": {"num": {"$in": 1}}}, {"num": 1}, False, "in-not-a-list-under-not(gb-alone:True)"),
+    case(
+        {"$not": {"num": {"$in": 1}}}, {"num": 1}, False, "in-not-a-list-under-not(gb-alone:True)"
+    ),
     case({"a": {}}, {"a": 1}, False, "empty-operator-object(gb-alone:True)"),
     case({"$savedGroup": {"id": "g"}}, {"a": 1}, False, "saved-group-unsupported"),
     case({"$in": [1]}, {"$in": 1}, False, "operator-at-condition-level"),
@@ -357,8 +408,8 @@ def test_compiled_matches_and_agrees_with_growthbook(
 
 def test_case_table_is_broad() -> None:
     assert len(CASES) >= 150
-    used = {op for c in CASES for op in _operators(c.values[0])}
-    assert conditions.OPERATORS <= used
+    used = {op for c in [*CASES, *GROUP_CASES] for op in _operators(c.values[0])}
+    assert used >= conditions.OPERATORS
 
 
 def _operators(node: Any) -> Iterator[str]:
@@ -472,10 +523,14 @@ PROBLEMS = [
     pytest.param(None, "(root)", "condition must be an object, got null", id="none"),
     pytest.param([], "(root)", "must be an object, got array", id="list"),
     pytest.param("x", "(root)", "got string", id="string"),
-    pytest.param({"$and": "x"}, "$and", "'$and' expects a list of conditions, got string", id="and"),
+    pytest.param(
+        {"$and": "x"}, "$and", "'$and' expects a list of conditions, got string", id="and"
+    ),
     pytest.param({"$or": {"a": 1}}, "$or", "expects a list of conditions, got object", id="or"),
     pytest.param({"$nor": 1}, "$nor", "expects a list of conditions, got number", id="nor"),
-    pytest.param({"$and": [{}, 3]}, "$and[1]", "expected a condition object, got number", id="and-item"),
+    pytest.param(
+        {"$and": [{}, 3]}, "$and[1]", "expected a condition object, got number", id="and-item"
+    ),
     pytest.param({"$not": []}, "$not", "'$not' expects a condition object, got array", id="not"),
     pytest.param(
         {"$and": [{}, {"country": {"$inn": ["US"]}}]},
@@ -488,7 +543,9 @@ PROBLEMS = [
     pytest.param({"a": {"$zzzzzz": 1}}, "a.$zzzzzz", "unknown operator '$zzzzzz'", id="unknown"),
     pytest.param({"$foo": 1}, "$foo", "unknown operator '$foo'", id="unknown-top-level"),
     pytest.param({"$in": [1]}, "$in", "must be applied to an attribute", id="value-op-top-level"),
-    pytest.param({"a": {"$or": []}}, "a.$or", "cannot be applied to an attribute", id="or-on-value"),
+    pytest.param(
+        {"a": {"$or": []}}, "a.$or", "cannot be applied to an attribute", id="or-on-value"
+    ),
     pytest.param({"$savedGroup": {"id": "g"}}, "$savedGroup", "unsupported operator", id="saved"),
     pytest.param({"a": {"$savedGroup": "g"}}, "a.$savedGroup", "unsupported", id="saved-value"),
     pytest.param({"a": {"$in": 5}}, "a.$in", "'$in' expects a list, got number", id="in"),

@@ -1,0 +1,115 @@
+"""Degrade, don't fail: the database stops mid-run and pages keep rendering."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from gateway.app import create_app
+from gateway.embedded_mongo import EmbeddedMongo
+from gateway.settings import Settings
+from tests.conftest import Clock
+from tests.graphql_helpers import PAGE_QUERY, graphql, reasons, variants
+
+DEFAULTS = {
+    "site-banner": "free-shipping",
+    "home-hero": "default",
+    "home-products": "bestsellers",
+    "home-story": "default",
+    "home-testimonial": "default",
+    "home-cta": "newsletter",
+    "store-finder": "default",
+}
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedMongo]:
+    """A server this test may kill and restart (on the same port and data)."""
+    server = EmbeddedMongo(tmp_path / "db")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def outage_client(
+    own_server: EmbeddedMongo, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        mongodb_uri=own_server.uri,
+        state_dir=tmp_path / "state",
+        profile_budget_ms=300,
+    )
+    app = create_app(settings, clock=Clock())
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield client
+
+
+async def home(client: httpx.AsyncClient, visitor: str = "demo-vip") -> dict:
+    response = await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor=visitor)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]["page"]
+
+
+async def test_database_stopped_mid_run_serves_defaults_and_recovers(
+    own_server: EmbeddedMongo, outage_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = await home(outage_client)
+    assert before["personalized"] is True
+    assert variants(before)["home-hero"] == "vip-early-access"
+
+    own_server.kill()
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="profiles.reader")
+    for _ in range(12):
+        started = time.monotonic()
+        page = await home(outage_client)
+        # Far below the driver's 2 s server selection: the budget cut it short.
+        assert time.monotonic() - started < 1.5
+        assert page["personalized"] is False
+        assert variants(page) == DEFAULTS
+        assert set(reasons(page).values()) == {"fallback:profile-unavailable"}
+    visitor = await graphql(outage_client, "{ visitor { personalized audiences } }", visitor="x")
+    assert visitor.json()["data"]["visitor"] == {"personalized": False, "audiences": []}
+    assert (await outage_client.get("/readyz")).status_code == 503
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "serving default variants" in errors[0].getMessage()
+
+    own_server.start()  # same port, same data directory
+    deadline = time.monotonic() + 30
+    page = await home(outage_client)
+    while not page["personalized"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        page = await home(outage_client)
+    assert page["personalized"] is True
+    assert variants(page)["home-hero"] == "vip-early-access"
+    recoveries = [r for r in caplog.records if "recovered" in r.getMessage()]
+    assert len(recoveries) == 1
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+
+
+async def test_track_during_outage_is_a_clear_error_not_a_500(
+    own_server: EmbeddedMongo, outage_client: httpx.AsyncClient
+) -> None:
+    own_server.kill()
+    response = await graphql(
+        outage_client,
+        "mutation { track(event: {type: PAGE_VIEW}) { accepted } }",
+        visitor="v",
+    )
+    assert response.status_code == 200
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "PROFILE_UNAVAILABLE"
+    assert "not recorded" in error["message"]
