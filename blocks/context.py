@@ -45,7 +45,8 @@ def _minutes_since(moment: Any, now: datetime) -> float | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (now - moment).total_seconds() / 60.0)
+    elapsed: float = (now - moment).total_seconds()
+    return max(0.0, elapsed / 60.0)
 
 
 def profile_attributes(profile: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from blocks.block_types import validate_fields
-from blocks.conditions import compile_condition
+from blocks.conditions import ROOT, compile_condition
 from blocks.model import Block, Page, Schedule, Variant
 
 _LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
@@ -125,10 +125,8 @@ def parse_variant(block_type: str, document: Any, path: str) -> Variant:
         raise _first_error(path, exc) from None
     try:
         fields = validate_fields(block_type, doc.fields)
-        localized = {
-            locale: dict(overrides) for locale, overrides in doc.localized.items()
-        }
-        for locale, overrides in localized.items():
+        localized = {locale: dict(overrides) for locale, overrides in doc.localized.items()}
+        for overrides in localized.values():
             validate_fields(block_type, {**doc.fields, **overrides})
     except ValidationError as exc:
         raise _first_error(f"{path}.fields", exc) from None
@@ -139,7 +137,10 @@ def parse_variant(block_type: str, document: Any, path: str) -> Variant:
         condition = compile_condition(doc.condition)
         if not condition.valid:
             problem = condition.problems[0]
-            raise ContentError(f"{path}.condition.{problem.path}", problem.message)
+            where = f"{path}.condition"
+            if problem.path != ROOT:
+                where += f".{problem.path}"
+            raise ContentError(where, problem.message)
     schedule = doc.schedule.to_schedule() if doc.schedule else None
     if schedule and schedule.start and schedule.end and schedule.end <= schedule.start:
         raise ContentError(f"{path}.schedule.end", "the schedule ends before it starts")

@@ -66,7 +66,7 @@ class CMSAdapter(ABC):
     async def list_pages(self) -> list[str]:
         """The slugs of every page the CMS holds."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release the adapter's clients; the default holds none."""
 
     async def __aenter__(self) -> Self:

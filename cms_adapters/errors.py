@@ -1,11 +1,11 @@
 """Tessera's own CMS exceptions; adapters translate vendor errors into these.
 
-    CMSError                 any failure talking to, or reading from, a CMS
-    ├── ContentNotFound      no such page/entry (a normal answer, not an outage)
-    ├── CMSUnauthorized      credentials refused
-    ├── CMSRateLimited       the CMS asked us to slow down (`retry_after` seconds)
-    ├── CMSUnavailable       the CMS is down, timing out or answering 5xx
-    └── MalformedContent     the CMS answered, but the content cannot become a page
+CMSError                 any failure talking to, or reading from, a CMS
+├── ContentNotFound      no such page/entry (a normal answer, not an outage)
+├── CMSUnauthorized      credentials refused
+├── CMSRateLimited       the CMS asked us to slow down (`retry_after` seconds)
+├── CMSUnavailable       the CMS is down, timing out or answering 5xx
+└── MalformedContent     the CMS answered, but the content cannot become a page
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class CMSUnavailable(CMSError):
 class MalformedContent(CMSError):
     """The content exists but is not valid; `field` is the path at fault."""
 
-    def __init__(self, cms: str, message: str, *, entry: str | None = None, field: str = "") -> None:
+    def __init__(
+        self, cms: str, message: str, *, entry: str | None = None, field: str = ""
+    ) -> None:
         super().__init__(cms, f"{field}: {message}" if field else message, entry=entry)
         self.field = field

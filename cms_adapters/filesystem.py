@@ -65,7 +65,9 @@ class FilesystemAdapter(CMSAdapter):
         for index, item in enumerate(document["blocks"]):
             if isinstance(item, dict) and set(item) == {"ref"}:
                 ref = item["ref"]
-                path = self._find("blocks", ref) if isinstance(ref, str) and _SLUG.match(ref) else None
+                path = (
+                    self._find("blocks", ref) if isinstance(ref, str) and _SLUG.match(ref) else None
+                )
                 if path is None:
                     raise MalformedContent(
                         self.name,

@@ -90,8 +90,9 @@ class EmbeddedMongo:
                 raise EmbeddedMongoError(
                     f"SecantusDB exited with status {self.process.returncode}: {tail}"
                 )
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.host, self.port), timeout=0.5
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.5),
             ):
                 logger.info("embedded SecantusDB listening on %s:%d", self.host, self.port)
                 return

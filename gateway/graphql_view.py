@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
@@ -37,20 +38,20 @@ def is_request_error(result: ExecutionResult) -> bool:
 class TesseraGraphQL(GraphQL[GraphQLContext, None]):
     """The `/graphql` endpoint."""
 
-    async def get_context(  # type: ignore[override]
-        self, request: Request, response: Response | None
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GraphQLContext:
         """Hand resolvers the shared services and the identified visitor."""
         context = GraphQLContext(
             request=request,
-            response=response,
+            response=response if isinstance(response, Response) else None,
             services=request.state.services,
             visitor=request.state.visitor,
         )
         request.state.graphql_context = context
         return context
 
-    async def process_result(  # type: ignore[override]
+    async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         """Pick the media type and status the spec asks for."""

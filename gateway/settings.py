@@ -9,8 +9,6 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_CONTENT_DIR = DEMO_DIR / "content"
 

@@ -22,9 +22,7 @@ COOKIE_NAME = "tsr_vid"
 HEADER_NAME = "x-visitor-id"
 COOKIE_MAX_AGE = 365 * 24 * 3600
 _VISITOR_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_INVALID_ID = (
-    "X-Visitor-Id: must be 1-128 characters of letters, digits, '.', '_', ':' or '-'."
-)
+_INVALID_ID = "X-Visitor-Id: must be 1-128 characters of letters, digits, '.', '_', ':' or '-'."
 
 
 def _cookie_value(raw: str | None) -> str | None:
@@ -33,7 +31,7 @@ def _cookie_value(raw: str | None) -> str | None:
     cookie: SimpleCookie = SimpleCookie()
     try:
         cookie.load(raw)
-    except Exception:  # noqa: BLE001 - a malformed Cookie header is just no cookie
+    except Exception:
         return None
     morsel = cookie.get(COOKIE_NAME)
     return morsel.value if morsel is not None else None

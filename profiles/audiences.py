@@ -63,8 +63,10 @@ class AudienceCatalog:
         """Reload the audiences now; keep the previous set if MongoDB fails."""
         try:
             self.current = await self.repository.load()
-        except Exception as exc:  # noqa: BLE001 - any driver failure keeps the old set
-            logger.warning("audience refresh failed, keeping %d audiences: %s", len(self.current), exc)
+        except Exception as exc:
+            logger.warning(
+                "audience refresh failed, keeping %d audiences: %s", len(self.current), exc
+            )
 
     async def _loop(self) -> None:
         while True:

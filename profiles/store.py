@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -34,7 +34,7 @@ class ProfileStore:
         assert document is not None  # upsert with AFTER always returns the document
         return document
 
-    async def seed(self, profiles: list[Mapping[str, Any]]) -> int:
+    async def seed(self, profiles: Sequence[Mapping[str, Any]]) -> int:
         """Insert demo profiles that do not exist yet; returns how many were new."""
         created = 0
         for profile in profiles:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from cms_adapters.content_cache import ContentCache
@@ -43,7 +43,7 @@ class VisitorIdentity:
 class GraphQLContext:
     """What every resolver receives as `info.context`."""
 
-    request: Request
+    request: HTTPConnection
     response: Response | None
     services: Services
     visitor: VisitorIdentity

@@ -41,12 +41,13 @@ class RequestContextInput:
     utm: UtmInput | None = None
 
 
-EventType = strawberry.enum(DomainEventType, name="EventType")
+# The domain enum itself is the GraphQL enum, so inputs need no translation.
+strawberry.enum(DomainEventType, name="EventType")
 
 
 @strawberry.input(description="A visitor event; it updates the current visitor's profile.")
 class EventInput:
-    type: EventType  # type: ignore[valid-type]
+    type: DomainEventType
     block_id: str | None = None
     variant_id: str | None = None
     product_id: str | None = None

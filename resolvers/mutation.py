@@ -6,7 +6,7 @@ import strawberry
 from pymongo.errors import PyMongoError
 
 from blocks.context import build_context
-from profiles.events import EventError, EventType, TrackedEvent
+from profiles.events import EventError, TrackedEvent
 from resolvers.errors import BadUserInput, ProfileUnavailable
 from resolvers.inputs import EventInput
 from resolvers.query import TesseraInfo, visitor_view
@@ -29,7 +29,7 @@ class Mutation:
         services = ctx.services
         try:
             tracked = TrackedEvent(
-                type=EventType(event.type.value),
+                type=event.type,
                 visitor_id=ctx.visitor.id,
                 timestamp=services.clock(),
                 block_id=event.block_id,

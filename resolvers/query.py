@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import cast
 
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from blocks.context import RequestFacts
@@ -39,8 +41,8 @@ def visitor_view(attributes: dict[str, object], visitor_id: str, available: bool
         id=strawberry.ID(visitor_id),
         known=bool(attributes.get("known", False)),
         audiences=list(audiences) if isinstance(audiences, list) else [],
-        traits=jsonable(attributes.get("traits", {})),
-        cart=jsonable(attributes.get("cart", {})),
+        traits=cast(JSON, jsonable(attributes.get("traits", {}))),
+        cart=cast(JSON, jsonable(attributes.get("cart", {}))),
         personalized=available,
     )
 
@@ -87,6 +89,4 @@ class Query:
         ctx = info.context
         facts: RequestFacts = request_facts(ctx.request, ctx.visitor.id, None)
         targeting = await targeting_context(ctx.services, facts, None)
-        return visitor_view(
-            dict(targeting.attributes), ctx.visitor.id, targeting.profile_available
-        )
+        return visitor_view(dict(targeting.attributes), ctx.visitor.id, targeting.profile_available)

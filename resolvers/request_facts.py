@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from blocks.context import RequestFacts
 from resolvers.errors import BadUserInput
@@ -31,7 +31,7 @@ def device_from_headers(user_agent: str | None, mobile_hint: str | None) -> str:
 
 
 def request_facts(
-    request: Request, visitor_id: str, context: RequestContextInput | None
+    request: HTTPConnection, visitor_id: str, context: RequestContextInput | None
 ) -> RequestFacts:
     """Combine headers with the explicit `context` argument (which wins)."""
     headers = request.headers

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -164,7 +164,7 @@ def build_block(
     }
     builder = _BUILDERS.get(block_type)
     if builder is None:
-        return GenericBlock(**common, fields=dict(fields))
+        return GenericBlock(**common, fields=cast(JSON, dict(fields)))
     return builder(common, fields)
 
 

@@ -82,9 +82,7 @@ async def mongo(
     mongo_server: EmbeddedMongo, database_name: str
 ) -> AsyncIterator[AsyncMongoClient[dict[str, object]]]:
     """A direct driver connection, to check what the gateway stored."""
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        mongo_server.uri, tz_aware=True
-    )
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_server.uri, tz_aware=True)
     yield client
     await client.drop_database(database_name)
     await client.close()

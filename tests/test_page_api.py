@@ -98,9 +98,7 @@ async def test_device_and_country_from_headers_and_context(client: httpx.AsyncCl
     assert variants(page)["site-banner"] == "dach-shipping"  # dach outranks mobile
     assert variants(page)["home-testimonial"] == "short-mobile"
     # The explicit context argument wins over headers.
-    page = await page_for(
-        client, "phone-user", context={"device": "DESKTOP", "country": "fr"}
-    )
+    page = await page_for(client, "phone-user", context={"device": "DESKTOP", "country": "fr"})
     assert variants(page)["site-banner"] == "free-shipping"
     assert variants(page)["home-testimonial"] == "default"
 
@@ -137,7 +135,10 @@ async def test_unknown_slug_is_null_with_a_clear_error(client: httpx.AsyncClient
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
-        ({"slug": "home", "locale": "fr-FR"}, "not available in 'fr-FR'; available locales: en-US, de-DE"),
+        (
+            {"slug": "home", "locale": "fr-FR"},
+            "not available in 'fr-FR'; available locales: en-US, de-DE",
+        ),
         ({"slug": "home", "locale": "not a locale!"}, "is not a BCP 47 tag"),
         ({"slug": "home", "context": {"country": "Germany"}}, "not an ISO 3166-1 alpha-2 code"),
         ({"slug": "../../etc/passwd"}, "No page with slug '../../etc/passwd'."),

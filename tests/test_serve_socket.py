@@ -73,7 +73,9 @@ def test_serve_on_embedded_defaults_and_keep_data_across_restarts(state_dir: Pat
     served = Served(state_dir)
     try:
         with httpx.Client(base_url=served.url, timeout=10) as client:
-            first = client.post("/graphql", json={"query": PAGE_QUERY, "variables": {"slug": "home"}})
+            first = client.post(
+                "/graphql", json={"query": PAGE_QUERY, "variables": {"slug": "home"}}
+            )
             assert first.status_code == 200
             assert "tsr_vid=" in first.headers["set-cookie"]
             page = first.json()["data"]["page"]

@@ -1,0 +1,441 @@
+"""Load-test the personalized home page against two physical baselines.
+
+Run from the repository root with the project's virtualenv active:
+
+    python bench/run.py [--duration 10] [--rounds 3]
+
+It starts a fresh SecantusDB server and the gateway (`bench.app`, one uvicorn
+worker) on free loopback ports, captures the GraphQL response of the home page
+for the demo visitor `demo-vip`, then drives three endpoints with wrk
+(16 connections, 2 threads), interleaved over several rounds:
+
+- (a) `POST /graphql`: the personalized home page query;
+- (b) `GET /bench/static`: the same bytes, pre-serialized (no I/O);
+- (c) `GET /bench/profile`: one profile read through the gateway's MongoDB
+  client, then the same bytes.
+
+It prints the median requests/s, p50 and p99 latency of each, the ratios a/b
+and a/c, and writes everything to `bench/results/latest.json`. Exits 2 when
+wrk is missing, 1 when the run is not trustworthy (errors, non-2xx responses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.embedded_mongo import EmbeddedMongo, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WRK_SCRIPT = ROOT / "bench" / "wrk.lua"
+DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
+HOST = "127.0.0.1"
+CONNECTIONS = 16
+THREADS = 2
+VISITOR_ID = "demo-vip"
+# A minimal Strawberry resolver (one profile read, 10 blocks) on the same machines.
+REFERENCE_RATIOS = {"a/b": 0.10, "a/c": 0.37}
+PAGE_QUERY = (
+    '{ page(slug: "home") { slug title locale personalized blocks { id type variantId '
+    "decision { variantId reason ruleId } "
+    "... on HeroBlock { heading subheading cta { label url } } "
+    "... on ProductGridBlock { title products { sku name price currency } } "
+    "... on BannerBlock { text tone } "
+    "... on CallToActionBlock { heading body button { label url } } "
+    "... on TestimonialBlock { quote author rating } "
+    "... on RichTextBlock { html } "
+    "... on GenericBlock { fields } } } }"
+)
+PAGE_BODY = json.dumps({"query": PAGE_QUERY})
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s*(\d+)")
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run, or its measurements cannot be trusted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One endpoint under load."""
+
+    key: str
+    label: str
+    method: str
+    path: str
+    visitor_id: str | None = None
+    body: str | None = None
+
+    def wrk_args(self) -> list[str]:
+        """The arguments `bench/wrk.lua` reads: METHOD [VISITOR_ID [BODY]]."""
+        args = [self.method, self.visitor_id or ""]
+        return [*args, self.body] if self.body is not None else args
+
+
+SCENARIOS = (
+    Scenario("a", "GraphQL home page (demo-vip)", "POST", "/graphql", VISITOR_ID, PAGE_BODY),
+    Scenario("b", "static pre-serialized bytes", "GET", "/bench/static"),
+    Scenario("c", "profile read + static bytes", "GET", "/bench/profile", VISITOR_ID),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One wrk run against one endpoint."""
+
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    requests: int
+    bytes_per_response: float
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The median of a scenario's rounds."""
+
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+    @classmethod
+    def median_of(cls, rounds: list[Measurement]) -> Summary:
+        """Each figure's median over the rounds (taken separately)."""
+        return cls(
+            requests_per_s=statistics.median(m.requests_per_s for m in rounds),
+            p50_ms=statistics.median(m.p50_ms for m in rounds),
+            p99_ms=statistics.median(m.p99_ms for m in rounds),
+        )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python bench/run.py", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per endpoint (2)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    parser.add_argument(
+        "--profile-budget-ms",
+        type=float,
+        help="the gateway's PROFILE_BUDGET_MS (default: the gateway's own default)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON results ({DEFAULT_OUTPUT})"
+    )
+    args = parser.parse_args(argv)
+    if args.duration < 1 or args.warmup < 1 or args.rounds < 1:
+        parser.error("--duration, --warmup and --rounds must be at least 1")
+    return args
+
+
+def find_wrk() -> str:
+    """The wrk executable; exits with status 2 and instructions if it is missing."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print(
+            "wrk is not installed: install it (Debian/Ubuntu: `apt-get install -y wrk`) "
+            "and run again.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    return wrk
+
+
+def http(
+    method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One plain HTTP request: the status and the body."""
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@contextmanager
+def embedded_mongo(directory: Path) -> Iterator[EmbeddedMongo]:
+    """A fresh SecantusDB server (it slows as it ages, so one per run)."""
+    server = EmbeddedMongo(directory)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def gateway_server(
+    mongodb_uri: str, state_dir: Path, profile_budget_ms: float | None
+) -> Iterator[str]:
+    """`bench.app` under uvicorn (one worker) on a free port; yields its base URL."""
+    port = free_port(HOST)
+    env = {
+        **os.environ,
+        "MONGODB_URI": mongodb_uri,
+        "MONGODB_DATABASE": "tessera_bench",
+        "STATE_DIR": str(state_dir),
+        "SEED_DEMO": "true",
+    }
+    if profile_budget_ms is not None:
+        env["PROFILE_BUDGET_MS"] = str(profile_budget_ms)
+    command = [
+        sys.executable, "-m", "uvicorn", "bench.app:create_bench_app", "--factory",
+        "--app-dir", str(ROOT),
+        "--host", HOST, "--port", str(port),
+        "--workers", "1", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    log_path = state_dir / "uvicorn.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            base_url = f"http://{HOST}:{port}"
+            _wait_ready(process, base_url, log_path)
+            yield base_url
+        finally:
+            _stop(process)
+
+
+def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise BenchError(f"uvicorn exited with status {process.returncode}:\n{tail}")
+        try:
+            if http("GET", f"{base_url}/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"the gateway did not answer {base_url}/healthz within 60 s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def capture_payload(base_url: str) -> bytes:
+    """Request (a) once, check it is personalized, and hand its bytes to (b) and (c)."""
+    status, payload = http(
+        "POST",
+        f"{base_url}/graphql",
+        PAGE_BODY.encode(),
+        {"Content-Type": "application/json", "X-Visitor-Id": VISITOR_ID},
+    )
+    if status != 200:
+        raise BenchError(f"the page query answered {status}: {payload[:500]!r}")
+    document = json.loads(payload)
+    if document.get("errors") or not document.get("data", {}).get("page"):
+        raise BenchError(f"the page query failed: {payload[:1000]!r}")
+    if document["data"]["page"]["personalized"] is not True:
+        raise BenchError(f"the page is not personalized for {VISITOR_ID}: is the demo seeded?")
+    status, _ = http("PUT", f"{base_url}/bench/payload", payload)
+    if status != 204:
+        raise BenchError(f"PUT /bench/payload answered {status}")
+    for scenario in SCENARIOS[1:]:
+        headers = {"X-Visitor-Id": scenario.visitor_id} if scenario.visitor_id else {}
+        status, body = http("GET", f"{base_url}{scenario.path}", headers=headers)
+        if (status, body) != (200, payload):
+            raise BenchError(f"{scenario.path} does not return the captured payload ({status})")
+    return payload
+
+
+def profile_fallbacks(base_url: str) -> int:
+    """How many page requests so far were served unpersonalized (profile read failed)."""
+    status, body = http("GET", f"{base_url}/bench/stats")
+    if status != 200:
+        raise BenchError(f"/bench/stats answered {status}")
+    return int(json.loads(body)["fallbacks"])
+
+
+def run_wrk(wrk: str, base_url: str, scenario: Scenario, duration: int) -> Measurement:
+    """Drive `scenario` with wrk; fail on socket errors or non-2xx responses."""
+    command = [
+        wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency",
+        "-s", str(WRK_SCRIPT), f"{base_url}{scenario.path}", "--", *scenario.wrk_args(),
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration + 60, check=False
+    )
+    output = completed.stdout
+    if completed.returncode != 0:
+        raise BenchError(f"wrk failed ({completed.returncode}): {completed.stderr or output}")
+    line = next((x for x in output.splitlines() if x.startswith("BENCH_RESULT ")), None)
+    if line is None:
+        raise BenchError(f"no BENCH_RESULT line in wrk's output:\n{output}")
+    result: dict[str, Any] = json.loads(line.removeprefix("BENCH_RESULT "))
+    non_2xx_match = _NON_2XX.search(output)
+    non_2xx = int(non_2xx_match.group(1)) if non_2xx_match else 0
+    errors = {name: count for name, count in result["errors"].items() if count}
+    if non_2xx or errors:
+        raise BenchError(
+            f"({scenario.key}) {scenario.path}: {non_2xx} non-2xx responses, "
+            f"socket/status errors {errors or 'none'}; wrk said:\n{output}"
+        )
+    requests = int(result["requests"])
+    if requests == 0:
+        raise BenchError(f"({scenario.key}) {scenario.path}: no request completed")
+    latency = result["latency_us"]
+    return Measurement(
+        requests_per_s=requests / (result["duration_us"] / 1e6),
+        p50_ms=latency["p50"] / 1000,
+        p99_ms=latency["p99"] / 1000,
+        mean_ms=latency["mean"] / 1000,
+        max_ms=latency["max"] / 1000,
+        requests=requests,
+        bytes_per_response=result["bytes"] / requests,
+    )
+
+
+def machine(wrk: str) -> dict[str, Any]:
+    """What the figures were measured on."""
+    wrk_version = subprocess.run(
+        [wrk, "-v"], capture_output=True, text=True, check=False
+    ).stdout.split("\n")[0]
+    return {
+        "nproc": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "wrk": wrk_version.strip(),
+    }
+
+
+def print_report(
+    summaries: Mapping[str, Summary],
+    rounds: Mapping[str, list[Measurement]],
+    ratios: Mapping[str, float],
+    fallbacks: int,
+    requests_a: int,
+) -> None:
+    """The table, the ratios and any warning."""
+    print()
+    print(f"{'scenario':<36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}   req/s per round")
+    for scenario in SCENARIOS:
+        summary = summaries[scenario.key]
+        per_round = " ".join(f"{m.requests_per_s:.0f}" for m in rounds[scenario.key])
+        print(
+            f"({scenario.key}) {scenario.label:<32} {summary.requests_per_s:>9.1f} "
+            f"{summary.p50_ms:>8.2f} {summary.p99_ms:>8.2f}   {per_round}"
+        )
+    print()
+    for name, value in ratios.items():
+        reference = REFERENCE_RATIOS[name]
+        verdict = "ok" if value >= reference else "SLOWER than"
+        print(f"{name} = {value:.3f}   ({verdict} the minimal-Strawberry reference {reference:.2f})")
+    if fallbacks:
+        print(
+            f"\nWARNING: {fallbacks} of {requests_a} (a) requests were served unpersonalized: "
+            "profile reads exceeded PROFILE_BUDGET_MS under load, so (a) partly measured "
+            "the fallback path."
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; the exit status says whether it could be trusted."""
+    args = parse_args(argv)
+    wrk = find_wrk()
+    info = machine(wrk)
+    rounds: dict[str, list[Measurement]] = {s.key: [] for s in SCENARIOS}
+    fallbacks = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
+            with embedded_mongo(Path(tmp) / "mongo") as mongo, gateway_server(
+                mongo.uri, Path(tmp), args.profile_budget_ms
+            ) as base_url:
+                payload = capture_payload(base_url)
+                print(f"gateway at {base_url}; payload {len(payload)} bytes")
+                for scenario in SCENARIOS:
+                    print(f"warm-up ({scenario.key}) {scenario.path} {args.warmup}s", flush=True)
+                    run_wrk(wrk, base_url, scenario, args.warmup)
+                for number in range(args.rounds):
+                    # Rotate the order so no scenario always follows the same one.
+                    shift = number % len(SCENARIOS)
+                    for scenario in SCENARIOS[shift:] + SCENARIOS[:shift]:
+                        before = profile_fallbacks(base_url) if scenario.key == "a" else 0
+                        measured = run_wrk(wrk, base_url, scenario, args.duration)
+                        if scenario.key == "a":
+                            fallbacks += profile_fallbacks(base_url) - before
+                        rounds[scenario.key].append(measured)
+                        print(
+                            f"round {number + 1}/{args.rounds} ({scenario.key}) "
+                            f"{measured.requests_per_s:.1f} req/s, p50 {measured.p50_ms:.2f} ms, "
+                            f"p99 {measured.p99_ms:.2f} ms",
+                            flush=True,
+                        )
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    summaries = {key: Summary.median_of(measured) for key, measured in rounds.items()}
+    ratios = {
+        "a/b": summaries["a"].requests_per_s / summaries["b"].requests_per_s,
+        "a/c": summaries["a"].requests_per_s / summaries["c"].requests_per_s,
+    }
+    requests_a = sum(m.requests for m in rounds["a"])
+    print_report(summaries, rounds, ratios, fallbacks, requests_a)
+    results = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "config": {
+            "connections": CONNECTIONS,
+            "threads": THREADS,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "rounds": args.rounds,
+            "profile_budget_ms": args.profile_budget_ms,
+            "visitor_id": VISITOR_ID,
+            "payload_bytes": len(payload),
+        },
+        "scenarios": {
+            s.key: {
+                "label": s.label,
+                "method": s.method,
+                "path": s.path,
+                "median": asdict(summaries[s.key]),
+                "rounds": [asdict(m) for m in rounds[s.key]],
+            }
+            for s in SCENARIOS
+        },
+        "ratios": ratios,
+        "reference_ratios": REFERENCE_RATIOS,
+        "profile_fallbacks_during_a": fallbacks,
+        "requests_a": requests_a,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
