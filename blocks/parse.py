@@ -49,6 +49,8 @@ class ParsedPage:
 
     page: Page
     problems: tuple[ContentProblem, ...]
+    #: Identifies this copy of the content; set by the content cache on each fetch.
+    version: str = ""
 
 
 class _Meta(BaseModel):

@@ -8,7 +8,9 @@ cached briefly too, so a crawler cannot hammer the CMS with bad slugs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import uuid
 from typing import Any
 
 from blocks.parse import ParsedPage
@@ -84,6 +86,8 @@ class ContentCache:
             logger.warning(
                 "content problem in %s page %r, left out: %s", self.adapter.name, slug, problem
             )
+        # A new version per fetch: responses derived from older content never match it.
+        parsed = dataclasses.replace(parsed, version=uuid.uuid4().hex)
         await self.cache.set(key, parsed, ttl=self.ttl)
         return parsed
 

@@ -22,6 +22,7 @@ from cms_adapters.content_cache import ContentCache
 from cms_adapters.filesystem import FilesystemAdapter
 from gateway.embedded_mongo import EmbeddedMongo
 from gateway.graphql_view import TesseraGraphQL
+from gateway.page_cache import PageResponseCache
 from gateway.settings import DEMO_DIR, Settings
 from gateway.visitor import VisitorMiddleware
 from profiles.audiences import AudienceCatalog, AudienceRepository
@@ -116,11 +117,16 @@ def create_app(
             return JSONResponse({"status": "degraded", "mongodb": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready", "mongodb": "ok"})
 
-    return Starlette(
+    page_cache = (
+        PageResponseCache(graphql, maxsize=settings.response_cache_size)
+        if settings.response_cache_size
+        else None
+    )
+    app = Starlette(
         routes=[
             Route(
                 "/graphql",
-                VisitorMiddleware(graphql, secure_cookie=settings.cookie_secure),
+                VisitorMiddleware(page_cache or graphql, secure_cookie=settings.cookie_secure),
                 methods=["GET", "POST"],
             ),
             Route("/healthz", healthz),
@@ -128,3 +134,5 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.state.page_cache = page_cache
+    return app

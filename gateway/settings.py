@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default_factory=_default_state_dir)
     seed_demo: bool = True
     audience_refresh_seconds: float = Field(default=30.0, gt=0)
+    response_cache_size: int = Field(default=4096, ge=0)
     graphiql: bool = True
     max_query_depth: int = Field(default=12, ge=2)
     cookie_secure: bool = False

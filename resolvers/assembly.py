@@ -15,6 +15,7 @@ from blocks.selection import PageDecision, select_page
 from cms_adapters.errors import CMSError, ContentNotFound
 from resolvers.context import Services
 from resolvers.errors import BadUserInput, ContentUnavailable, PageNotFound
+from resolvers.page_plan import PageArgs
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,9 +23,18 @@ class AssembledPage:
     """A page with the locale served and every block's decision."""
 
     page: Page
+    version: str
     locale: str
     decision: PageDecision
     context: TargetingContext
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPage:
+    """A page decided before GraphQL execution, for the arguments in `args`."""
+
+    args: PageArgs
+    assembled: AssembledPage
 
 
 async def targeting_context(
@@ -61,5 +71,9 @@ async def assemble_page(
         )
     context = await targeting_context(services, facts, served)
     return AssembledPage(
-        page=page, locale=served, decision=select_page(page, context), context=context
+        page=page,
+        version=parsed.version,
+        locale=served,
+        decision=select_page(page, context),
+        context=context,
     )

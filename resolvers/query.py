@@ -11,10 +11,11 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from blocks.context import RequestFacts
-from resolvers.assembly import assemble_page, targeting_context
+from resolvers.assembly import PlannedPage, assemble_page, targeting_context
 from resolvers.context import GraphQLContext
 from resolvers.errors import BadUserInput
 from resolvers.inputs import RequestContextInput
+from resolvers.page_plan import PageArgs
 from resolvers.request_facts import request_facts
 from resolvers.types import Page, Visitor, build_block
 
@@ -61,8 +62,15 @@ class Query:
         if locale is not None and not _LOCALE.match(locale):
             raise BadUserInput(f"locale: {locale!r} is not a BCP 47 tag such as 'en-US'.")
         ctx = info.context
-        facts = request_facts(ctx.request, ctx.visitor.id, context)
-        assembled = await assemble_page(ctx.services, slug, locale, facts)
+        planned: PlannedPage | None = getattr(ctx.request.state, "page_plan", None)
+        if planned is not None and planned.args == PageArgs(slug, locale, context):
+            # The HTTP layer already decided this page; the response it caches is
+            # then exactly a function of that decision.
+            assembled = planned.assembled
+            ctx.request.state.page_plan_used = True
+        else:
+            facts = request_facts(ctx.request, ctx.visitor.id, context)
+            assembled = await assemble_page(ctx.services, slug, locale, facts)
         locale_served = assembled.locale
         blocks = [
             build_block(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.types import ExecutionContext
 
 from resolvers.errors import PublicError
+from resolvers.extensions.depth_limit import depth_limit
 from resolvers.mutation import Mutation
 from resolvers.query import Query
 from resolvers.types import BLOCK_TYPES
@@ -44,7 +45,7 @@ def build_schema(max_depth: int = MAX_QUERY_DEPTH) -> strawberry.Schema:
         extensions=[
             lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
             lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-            lambda: QueryDepthLimiter(max_depth=max_depth),
+            depth_limit(max_depth),
             lambda: MaskErrors(
                 should_mask_error=_should_mask,
                 error_message="Internal error: the request could not be completed.",

@@ -12,6 +12,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from gateway.app import create_app
 from gateway.embedded_mongo import EmbeddedMongo
@@ -63,16 +64,24 @@ def settings(mongo_server: EmbeddedMongo, database_name: str, tmp_path: Path) ->
 
 
 @pytest.fixture
-async def app(settings: Settings, clock: Clock) -> AsyncIterator[Starlette]:
-    """The gateway with its lifespan running (clients open, demo data seeded)."""
+async def running_app(settings: Settings, clock: Clock) -> AsyncIterator[tuple[Starlette, ASGIApp]]:
+    """The gateway with its lifespan running (clients open, demo data seeded).
+
+    Yields the Starlette app and the ASGI callable that carries the lifespan state.
+    """
     application = create_app(settings, clock=clock)
     async with LifespanManager(application) as manager:
-        yield manager.app  # type: ignore[misc]
+        yield application, manager.app
 
 
 @pytest.fixture
-async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+def app(running_app: tuple[Starlette, ASGIApp]) -> Starlette:
+    return running_app[0]
+
+
+@pytest.fixture
+async def client(running_app: tuple[Starlette, ASGIApp]) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=running_app[1])
     async with httpx.AsyncClient(transport=transport, base_url="http://tessera.test") as client:
         yield client
 

@@ -1,0 +1,1 @@
+"""Strawberry schema extensions: one cross-cutting concern per module."""
