@@ -22,6 +22,7 @@ wrk is missing, 1 when the run is not trustworthy (errors, non-2xx responses).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -51,6 +52,8 @@ HOST = "127.0.0.1"
 CONNECTIONS = 16
 THREADS = 2
 VISITOR_ID = "demo-vip"
+# The code and demo content a run measures (other work may change them between runs).
+SOURCE_PACKAGES = ("gateway", "resolvers", "blocks", "profiles", "cms_adapters")
 # A minimal Strawberry resolver (one profile read, 10 blocks) on the same machines.
 REFERENCE_RATIOS = {"a/b": 0.10, "a/c": 0.37}
 PAGE_QUERY = (
@@ -136,9 +139,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per endpoint (2)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
     parser.add_argument(
-        "--profile-budget-ms",
-        type=float,
-        help="the gateway's PROFILE_BUDGET_MS (default: the gateway's own default)",
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a gateway setting for this run, e.g. RESPONSE_CACHE_SIZE=0 (repeatable)",
     )
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON results ({DEFAULT_OUTPUT})"
@@ -146,6 +151,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.duration < 1 or args.warmup < 1 or args.rounds < 1:
         parser.error("--duration, --warmup and --rounds must be at least 1")
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes NAME=VALUE")
+    args.env = dict(item.split("=", 1) for item in args.env)
     return args
 
 
@@ -186,20 +194,17 @@ def embedded_mongo(directory: Path) -> Iterator[EmbeddedMongo]:
 
 
 @contextmanager
-def gateway_server(
-    mongodb_uri: str, state_dir: Path, profile_budget_ms: float | None
-) -> Iterator[str]:
+def gateway_server(mongodb_uri: str, state_dir: Path, settings: Mapping[str, str]) -> Iterator[str]:
     """`bench.app` under uvicorn (one worker) on a free port; yields its base URL."""
     port = free_port(HOST)
     env = {
         **os.environ,
+        **settings,
         "MONGODB_URI": mongodb_uri,
         "MONGODB_DATABASE": "tessera_bench",
         "STATE_DIR": str(state_dir),
         "SEED_DEMO": "true",
     }
-    if profile_budget_ms is not None:
-        env["PROFILE_BUDGET_MS"] = str(profile_budget_ms)
     command = [
         sys.executable, "-m", "uvicorn", "bench.app:create_bench_app", "--factory",
         "--app-dir", str(ROOT),
@@ -315,6 +320,20 @@ def run_wrk(wrk: str, base_url: str, scenario: Scenario, duration: int) -> Measu
     )
 
 
+def source_fingerprint() -> str:
+    """A short hash of the application's Python and YAML files, to tie figures to code."""
+    digest = hashlib.sha256()
+    files = sorted(
+        path
+        for package in SOURCE_PACKAGES
+        for path in (ROOT / package).rglob("*")
+        if path.suffix in {".py", ".yaml", ".yml"}
+    )
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def machine(wrk: str) -> dict[str, Any]:
     """What the figures were measured on."""
     wrk_version = subprocess.run(
@@ -347,7 +366,7 @@ def run_benchmark(wrk: str, args: argparse.Namespace) -> Run:
     with (
         tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp,
         embedded_mongo(Path(tmp) / "mongo") as mongo,
-        gateway_server(mongo.uri, Path(tmp), args.profile_budget_ms) as base_url,
+        gateway_server(mongo.uri, Path(tmp), args.env) as base_url,
     ):
         payload = capture_payload(base_url)
         print(f"gateway at {base_url}; payload {len(payload)} bytes", flush=True)
@@ -402,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk = find_wrk()
     info = machine(wrk)
+    source = source_fingerprint()
+    print(f"source fingerprint {source}", flush=True)
     try:
         run = run_benchmark(wrk, args)
     except BenchError as exc:
@@ -415,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(run, summaries, ratios)
     results = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source_fingerprint": source,
         "machine": info,
         "config": {
             "connections": CONNECTIONS,
@@ -422,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "rounds": args.rounds,
-            "profile_budget_ms": args.profile_budget_ms,
+            "gateway_env": args.env,
             "visitor_id": VISITOR_ID,
             "payload_bytes": run.payload_bytes,
         },

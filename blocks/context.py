@@ -53,7 +53,8 @@ def profile_attributes(profile: Mapping[str, Any] | None, now: datetime) -> dict
     """The profile's targetable attributes, with values derived at read time."""
     if profile is None:
         return {"known": False, "traits": {"pageViews": 0, "orders": 0, "ltv": 0}, "cart": {}}
-    traits = dict(profile.get("traits") or {})
+    # Counters a profile has not reached yet read as zero, as for a new visitor.
+    traits = {"pageViews": 0, "orders": 0, "ltv": 0, **(profile.get("traits") or {})}
     cart = dict(profile.get("cart") or {})
     idle = _minutes_since(cart.get("updatedAt"), now)
     if idle is not None:

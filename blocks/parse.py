@@ -8,6 +8,7 @@ parses is therefore always renderable.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from blocks.block_types import validate_fields
 from blocks.conditions import ROOT, compile_condition
 from blocks.model import Block, Page, Schedule, Variant
 
-_LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+_LOCALE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
 
 class ContentError(ValueError):
@@ -54,7 +55,7 @@ class ParsedPage:
 
 
 class _Meta(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class ScheduleDoc(_Meta):
@@ -117,6 +118,15 @@ def _first_error(prefix: str, exc: ValidationError) -> ContentError:
     return ContentError(_error_path(prefix, error), str(error.get("msg", "invalid")))
 
 
+def _valid_fields(block_type: str, fields: Any, path: str) -> dict[str, Any]:
+    try:
+        return validate_fields(block_type, fields)
+    except ValidationError as exc:
+        raise _first_error(path, exc) from None
+    except TypeError as exc:
+        raise ContentError(path, str(exc)) from None
+
+
 def parse_variant(block_type: str, document: Any, path: str) -> Variant:
     """Parse one variant; raises ContentError naming the field at fault."""
     if not isinstance(document, Mapping):
@@ -125,15 +135,18 @@ def parse_variant(block_type: str, document: Any, path: str) -> Variant:
         doc = VariantDoc.model_validate(document)
     except ValidationError as exc:
         raise _first_error(path, exc) from None
-    try:
-        fields = validate_fields(block_type, doc.fields)
-        localized = {locale: dict(overrides) for locale, overrides in doc.localized.items()}
-        for overrides in localized.values():
-            validate_fields(block_type, {**doc.fields, **overrides})
-    except ValidationError as exc:
-        raise _first_error(f"{path}.fields", exc) from None
-    except TypeError as exc:
-        raise ContentError(f"{path}.fields", str(exc)) from None
+    fields = _valid_fields(block_type, doc.fields, f"{path}.fields")
+    localized: dict[str, dict[str, Any]] = {}
+    for locale, overrides in doc.localized.items():
+        where = f"{path}.localized.{locale}"
+        if not _LOCALE.fullmatch(locale):
+            raise ContentError(where, f"{locale!r} is not a locale such as 'de-DE'")
+        merged = _valid_fields(block_type, {**doc.fields, **overrides}, where)
+        # Keep the validated (normalised) values of the overridden fields only.
+        localized[locale] = {key: merged[key] for key in overrides if key in merged}
+    for index, locale in enumerate(doc.locales):
+        if not _LOCALE.fullmatch(locale):
+            raise ContentError(f"{path}.locales[{index}]", f"{locale!r} is not a locale")
     condition = None
     if doc.condition is not None:
         condition = compile_condition(doc.condition)
@@ -214,6 +227,9 @@ def parse_page(document: Any, source: str = "") -> ParsedPage:
     locales = _string_list(document.get("locales", ["en-US"]), "locales")
     if not locales:
         raise ContentError("locales", "a page needs at least one locale")
+    for index, locale in enumerate(locales):
+        if not _LOCALE.fullmatch(locale):
+            raise ContentError(f"locales[{index}]", f"{locale!r} is not a locale such as 'en-US'")
     default_locale = document.get("defaultLocale", locales[0])
     if default_locale not in locales:
         raise ContentError("defaultLocale", f"{default_locale!r} is not one of {list(locales)}")

@@ -40,7 +40,7 @@ class ContentCache:
         self.ttl = ttl
         self.not_found_ttl = not_found_ttl
         self.upstream_calls = 0
-        self._inflight: dict[str, asyncio.Future[ParsedPage | None]] = {}
+        self._inflight: dict[str, asyncio.Task[ParsedPage | None]] = {}
 
     def _key(self, slug: str) -> str:
         return f"page:{self.adapter.name}:{slug}"
@@ -57,23 +57,14 @@ class ContentCache:
         return cached
 
     async def _fetch_once(self, key: str, slug: str) -> ParsedPage | None:
-        inflight = self._inflight.get(key)
-        if inflight is not None:
-            return await asyncio.shield(inflight)
-        future: asyncio.Future[ParsedPage | None] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            result = await self._fetch(key, slug)
-        except BaseException as exc:
-            future.set_exception(exc)
-            # Mark retrieved so an exception nobody else awaited is not reported.
-            future.exception()
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            del self._inflight[key]
+        # The fetch runs in its own task: a caller that is cancelled (a client
+        # gone away) stops waiting, but never cancels the fetch others share.
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fetch(key, slug), name=f"fetch {key}")
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
 
     async def _fetch(self, key: str, slug: str) -> ParsedPage | None:
         self.upstream_calls += 1

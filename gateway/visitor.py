@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from http.cookies import SimpleCookie
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resolvers.context import VisitorIdentity
@@ -21,28 +21,21 @@ from resolvers.context import VisitorIdentity
 COOKIE_NAME = "tsr_vid"
 HEADER_NAME = "x-visitor-id"
 COOKIE_MAX_AGE = 365 * 24 * 3600
-_VISITOR_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_VISITOR_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _INVALID_ID = "X-Visitor-Id: must be 1-128 characters of letters, digits, '.', '_', ':' or '-'."
 
 
 def _cookie_value(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    cookie: SimpleCookie = SimpleCookie()
-    try:
-        cookie.load(raw)
-    except Exception:
-        return None
-    morsel = cookie.get(COOKIE_NAME)
-    return morsel.value if morsel is not None else None
+    # Starlette's lenient parser: one malformed unrelated cookie must not hide ours.
+    return cookie_parser(raw).get(COOKIE_NAME) if raw else None
 
 
 def identify(header: str | None, cookie_header: str | None) -> VisitorIdentity | None:
     """The visitor for these headers; None when the header id is invalid."""
     if header is not None:
-        return VisitorIdentity(header, "header") if _VISITOR_ID.match(header) else None
+        return VisitorIdentity(header, "header") if _VISITOR_ID.fullmatch(header) else None
     cookie = _cookie_value(cookie_header)
-    if cookie is not None and _VISITOR_ID.match(cookie):
+    if cookie is not None and _VISITOR_ID.fullmatch(cookie):
         return VisitorIdentity(cookie, "cookie")
     return VisitorIdentity(uuid.uuid4().hex, "new")
 

@@ -18,7 +18,7 @@ class EventType(StrEnum):
     PURCHASE = "purchase"
 
 
-_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class EventError(ValueError):
@@ -53,7 +53,7 @@ class TrackedEvent:
             if value is not None and (value < 0 or value > 1e9 or value != value):
                 raise EventError(name, "must be a non-negative amount below 1e9")
         # Categories become field names in the profile: no dots, no `$`.
-        if self.category is not None and not _KEY.match(self.category):
+        if self.category is not None and not _KEY.fullmatch(self.category):
             raise EventError("category", "must be 1-64 letters, digits, '_' or '-'")
         if self.type is EventType.ADD_TO_CART and self.price is None:
             raise EventError("price", "add_to_cart needs the item's price")

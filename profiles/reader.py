@@ -56,6 +56,7 @@ class BudgetedProfileReader:
         self._next_probe = 0.0
         self.fallbacks = 0
         self.incidents = 0
+        self._fallbacks_at_incident_start = 0
 
     @property
     def healthy(self) -> bool:
@@ -89,6 +90,7 @@ class BudgetedProfileReader:
             self._next_probe = self._clock() + self.probe_interval
         if self._incident_started is None:
             self._incident_started = self._clock()
+            self._fallbacks_at_incident_start = self.fallbacks
             self.incidents += 1
             reason = "timed out" if isinstance(exc, TimeoutError) else f"failed: {exc}"
             logger.error(
@@ -106,5 +108,5 @@ class BudgetedProfileReader:
             logger.warning(
                 "profile reads recovered after %.1f s; %d requests were served unpersonalized",
                 lasted,
-                self.fallbacks,
+                self.fallbacks - self._fallbacks_at_incident_start,
             )
