@@ -216,18 +216,20 @@ def gateway_server(mongodb_uri: str, state_dir: Path, settings: Mapping[str, str
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             base_url = f"http://{HOST}:{port}"
-            _wait_ready(process, base_url, log_path)
+            _wait_ready(process, base_url)
             yield base_url
+        except BenchError as exc:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise BenchError(f"{exc}\n--- gateway log (end) ---\n{tail}") from exc
         finally:
             _stop(process)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+def _wait_ready(process: subprocess.Popen[bytes], base_url: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise BenchError(f"uvicorn exited with status {process.returncode}:\n{tail}")
+            raise BenchError(f"uvicorn exited with status {process.returncode}")
         try:
             if http("GET", f"{base_url}/healthz")[0] == 200:
                 return
@@ -380,8 +382,7 @@ def run_benchmark(wrk: str, args: argparse.Namespace) -> Run:
             for scenario in SCENARIOS[shift:] + SCENARIOS[:shift]:
                 before = profile_fallbacks(base_url)
                 measured = run_wrk(wrk, base_url, scenario, args.duration)
-                if scenario.key == "a":
-                    run.fallbacks += profile_fallbacks(base_url) - before
+                run.fallbacks += profile_fallbacks(base_url) - before
                 run.rounds[scenario.key].append(measured)
                 print(
                     f"round {number + 1}/{args.rounds} ({scenario.key}) "

@@ -96,6 +96,7 @@ def create_app(
                 store=store,
                 audiences=audiences,
                 clock=clock,
+                keys=settings.key_ring(),
             )
             app.state.services = services
             app.state.mongo = client

@@ -15,7 +15,8 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from resolvers.context import GraphQLContext
+from gateway.auth import bearer_token
+from resolvers.context import GraphQLContext, Services
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -42,11 +43,13 @@ class TesseraGraphQL(GraphQL[GraphQLContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GraphQLContext:
         """Hand resolvers the shared services and the identified visitor."""
+        services: Services = request.state.services
         context = GraphQLContext(
             request=request,
             response=response if isinstance(response, Response) else None,
-            services=request.state.services,
+            services=services,
             visitor=request.state.visitor,
+            principal=services.keys.authenticate(bearer_token(request.headers)),
         )
         request.state.graphql_context = context
         return context

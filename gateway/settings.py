@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.auth import KeyRing, split_keys
+
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_CONTENT_DIR = DEMO_DIR / "content"
 
@@ -41,7 +43,24 @@ class Settings(BaseSettings):
     graphiql: bool = True
     max_query_depth: int = Field(default=12, ge=2)
     cookie_secure: bool = False
+    admin_keys: SecretStr = Field(
+        default=SecretStr(""), description="Comma-separated admin keys (full access)."
+    )
+    publishable_keys: SecretStr = Field(
+        default=SecretStr(""), description="Comma-separated browser-safe keys (ingest only)."
+    )
+    preview_tokens: SecretStr = Field(
+        default=SecretStr(""), description="Comma-separated tokens that allow page previews."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def key_ring(self) -> KeyRing:
+        """The configured keys, ready to authenticate requests."""
+        return KeyRing(
+            admin=split_keys(self.admin_keys.get_secret_value()),
+            preview=split_keys(self.preview_tokens.get_secret_value()),
+            publishable=split_keys(self.publishable_keys.get_secret_value()),
+        )
 
     @property
     def profile_budget(self) -> float:

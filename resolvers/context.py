@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from cms_adapters.content_cache import ContentCache
+from gateway.auth import KeyRing, Principal
 from profiles.audiences import AudienceCatalog
 from profiles.reader import BudgetedProfileReader
 from profiles.store import ProfileStore
@@ -24,6 +25,7 @@ class Services:
     store: ProfileStore
     audiences: AudienceCatalog
     clock: Callable[[], datetime]
+    keys: KeyRing = field(default_factory=KeyRing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +49,4 @@ class GraphQLContext:
     response: Response | None
     services: Services
     visitor: VisitorIdentity
+    principal: Principal | None = None

@@ -36,3 +36,15 @@ class ProfileUnavailable(PublicError):
     """The profile store cannot take a write right now."""
 
     code = "PROFILE_UNAVAILABLE"
+
+
+class Unauthenticated(PublicError):
+    """No key, or a key Tessera does not know."""
+
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(PublicError):
+    """A valid key that does not allow this operation."""
+
+    code = "FORBIDDEN"
