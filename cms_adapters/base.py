@@ -19,7 +19,7 @@ Example: an adapter over an in-memory dict of page documents::
         def __init__(self, documents: dict[str, dict]) -> None:
             self._documents = documents
 
-        async def fetch_page(self, slug: str) -> ParsedPage:
+        async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
             document = self._documents.get(slug)
             if document is None:
                 raise ContentNotFound(self.name, "no such page", entry=slug)
@@ -55,9 +55,10 @@ class CMSAdapter(ABC):
     name: str = "cms"
 
     @abstractmethod
-    async def fetch_page(self, slug: str) -> ParsedPage:
+    async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
         """Fetch the page `slug` with all its blocks and variants.
 
+        With `preview=True`, draft (unpublished) content where the CMS has it.
         Raises `ContentNotFound` for an unknown slug and another `CMSError`
         for any other failure.
         """

@@ -5,6 +5,8 @@ Layout (documented for editors in docs/content.md)::
     CONTENT_DIR/
       pages/<slug>.yaml       a page: slug, title, locales, blocks
       blocks/<id>.yaml        a shared block, used from pages as `- ref: <id>`
+      drafts/pages/...        unpublished versions, served only in preview
+      drafts/blocks/...
 
 Files may be `.yaml`, `.yml` or `.json`. A slug may contain `/` to nest pages
 in folders; anything else that could escape the folder is refused.
@@ -43,11 +45,13 @@ class FilesystemAdapter(CMSAdapter):
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
-    def _find(self, folder: str, key: str) -> Path | None:
-        for suffix in _SUFFIXES:
-            candidate = self.root / folder / f"{key}{suffix}"
-            if candidate.is_file():
-                return candidate
+    def _find(self, folder: str, key: str, preview: bool = False) -> Path | None:
+        roots = (self.root / "drafts", self.root) if preview else (self.root,)
+        for root in roots:
+            for suffix in _SUFFIXES:
+                candidate = root / folder / f"{key}{suffix}"
+                if candidate.is_file():
+                    return candidate
         return None
 
     def _read(self, path: Path, entry: str) -> Any:
@@ -58,16 +62,15 @@ class FilesystemAdapter(CMSAdapter):
         except OSError as exc:
             raise CMSUnavailable(self.name, f"cannot read {path}: {exc}", entry=entry) from None
 
-    def _resolve_refs(self, document: Any, entry: str) -> Any:
+    def _resolve_refs(self, document: Any, entry: str, preview: bool) -> Any:
         if not isinstance(document, dict) or not isinstance(document.get("blocks"), list):
             return document
         blocks: list[Any] = []
         for index, item in enumerate(document["blocks"]):
             if isinstance(item, dict) and set(item) == {"ref"}:
                 ref = item["ref"]
-                path = (
-                    self._find("blocks", ref) if isinstance(ref, str) and _SLUG.match(ref) else None
-                )
+                valid = isinstance(ref, str) and _SLUG.fullmatch(ref) is not None
+                path = self._find("blocks", ref, preview) if valid else None
                 if path is None:
                     raise MalformedContent(
                         self.name,
@@ -80,12 +83,12 @@ class FilesystemAdapter(CMSAdapter):
                 blocks.append(item)
         return {**document, "blocks": blocks}
 
-    def _fetch(self, slug: str) -> ParsedPage:
+    def _fetch(self, slug: str, preview: bool) -> ParsedPage:
         entry = f"pages/{slug}"
-        path = self._find("pages", slug) if _SLUG.match(slug) else None
+        path = self._find("pages", slug, preview) if _SLUG.fullmatch(slug) else None
         if path is None:
             raise ContentNotFound(self.name, f"no page with slug {slug!r}", entry=slug)
-        document = self._resolve_refs(self._read(path, entry), entry)
+        document = self._resolve_refs(self._read(path, entry), entry, preview)
         try:
             parsed = parse_page(document, source=entry)
         except ContentError as exc:
@@ -99,9 +102,9 @@ class FilesystemAdapter(CMSAdapter):
             )
         return parsed
 
-    async def fetch_page(self, slug: str) -> ParsedPage:
-        """Read and parse `pages/<slug>.*`, inlining shared blocks."""
-        return await asyncio.to_thread(self._fetch, slug)
+    async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
+        """Read and parse `pages/<slug>.*` (drafts first in preview), inlining shared blocks."""
+        return await asyncio.to_thread(self._fetch, slug, preview)
 
     def _list(self) -> list[str]:
         pages = self.root / "pages"
@@ -110,7 +113,7 @@ class FilesystemAdapter(CMSAdapter):
             for path in pages.rglob("*")
             if path.suffix in _SUFFIXES and path.is_file()
         }
-        return sorted(slug for slug in slugs if _SLUG.match(slug))
+        return sorted(slug for slug in slugs if _SLUG.fullmatch(slug))
 
     async def list_pages(self) -> list[str]:
         """Every page slug under `pages/`."""

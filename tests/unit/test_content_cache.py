@@ -42,7 +42,7 @@ class CountingAdapter(CMSAdapter):
         self.gate.set()
         self.error: Exception | None = None
 
-    async def fetch_page(self, slug: str) -> ParsedPage:
+    async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
         self.calls += 1
         self.entered.set()
         await self.gate.wait()

@@ -337,3 +337,20 @@ async def test_demo_shared_banner_is_inlined(demo: FilesystemAdapter) -> None:
     home = (await demo.fetch_page("home")).page
     assert home.blocks[0].id == "site-banner"
     assert home.blocks[0].type == "banner"
+
+
+async def test_preview_serves_drafts_and_published_ignores_them(tmp_path: Path) -> None:
+    published = {"slug": "home", "title": "Live", "blocks": []}
+    draft = {"slug": "home", "title": "Draft", "blocks": [{"ref": "promo"}]}
+    promo = {"id": "promo", "type": "banner", "variants": [{"id": "d", "fields": {"text": "Soon"}}]}
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "drafts" / "pages").mkdir(parents=True)
+    (tmp_path / "drafts" / "blocks").mkdir(parents=True)
+    (tmp_path / "pages" / "home.json").write_text(json.dumps(published))
+    (tmp_path / "drafts" / "pages" / "home.json").write_text(json.dumps(draft))
+    (tmp_path / "drafts" / "blocks" / "promo.json").write_text(json.dumps(promo))
+    adapter = FilesystemAdapter(tmp_path)
+    assert (await adapter.fetch_page("home")).page.title == "Live"
+    previewed = await adapter.fetch_page("home", preview=True)
+    assert previewed.page.title == "Draft"
+    assert [block.id for block in previewed.page.blocks] == ["promo"]

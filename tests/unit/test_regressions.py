@@ -27,7 +27,7 @@ class GatedAdapter(CMSAdapter):
         self.entered = asyncio.Event()
         self.gate = asyncio.Event()
 
-    async def fetch_page(self, slug: str) -> ParsedPage:
+    async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
         self.calls += 1
         self.entered.set()
         await self.gate.wait()
