@@ -1,16 +1,22 @@
 """The adapter protocol every CMS implements.
 
-An adapter is a small class with one async protocol method, `fetch_page`,
-plus `list_pages` for tools that walk the whole site, and `aclose()` with
-`async with` support for the clients it holds. It maps the CMS's own entries
-to the canonical model with `blocks.parse.parse_page`, and translates every
-vendor failure into the exceptions of `cms_adapters.errors`.
+An adapter is a small class with one async protocol method, `fetch_page`
+(by slug; `preview=True` for drafts), plus `list_pages` for tools that walk
+the whole site, `parse_webhook` that authenticates a publish webhook and names
+the pages and blocks it changed, and `aclose()` with `async with` support for
+the clients it holds. Locales travel inside the page (`locales`, `titles`,
+each variant's `localized` overrides), so one fetch serves every locale.
+
+An adapter maps the CMS's own entries to the canonical model with
+`blocks.parse.parse_page`, and translates every vendor failure into the
+exceptions of `cms_adapters.errors`.
 
 Example: an adapter over an in-memory dict of page documents::
 
     from blocks.parse import ContentError, ParsedPage, parse_page
-    from cms_adapters.base import CMSAdapter
-    from cms_adapters.errors import ContentNotFound, MalformedContent
+    from cms_adapters.base import ChangedKeys, CMSAdapter, WebhookRequest
+    from cms_adapters.errors import ContentNotFound, MalformedContent, WebhookRejected
+    from cms_adapters.webhooks import secrets_match
 
 
     class DictAdapter(CMSAdapter):
@@ -33,6 +39,13 @@ Example: an adapter over an in-memory dict of page documents::
         async def list_pages(self) -> list[str]:
             return sorted(self._documents)
 
+        def parse_webhook(self, request: WebhookRequest) -> ChangedKeys:
+            # Verify the sender first: raise WebhookRejected on a missing or
+            # wrong secret, and only then read the payload.
+            if not secrets_match(request.bearer_token(), "s3cret"):
+                raise WebhookRejected(self.name, "missing or wrong bearer token")
+            return ChangedKeys(pages=frozenset(request.json(self.name).get("pages", [])))
+
 
     async with DictAdapter({"home": {...}}) as cms:
         parsed = await cms.fetch_page("home")
@@ -41,11 +54,64 @@ Example: an adapter over an in-memory dict of page documents::
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from blocks.parse import ParsedPage
+from cms_adapters.errors import MalformedContent, WebhookRejected
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedKeys:
+    """What a publish webhook changed: page slugs, block ids, or everything."""
+
+    pages: frozenset[str] = frozenset()
+    blocks: frozenset[str] = frozenset()
+    everything: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing needs invalidating."""
+        return not (self.pages or self.blocks or self.everything)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """The parts of an incoming webhook HTTP request an adapter may verify."""
+
+    method: str
+    path: str
+    #: Header names lower-cased.
+    headers: Mapping[str, str]
+    body: bytes
+    query: str = ""
+    received_at: float = field(default=0.0)
+
+    def header(self, name: str) -> str | None:
+        """The header `name` (case-insensitive), or None."""
+        return self.headers.get(name.lower())
+
+    def bearer_token(self) -> str | None:
+        """The token of an `Authorization: Bearer <token>` header, or None."""
+        value = self.header("authorization") or ""
+        scheme, _, token = value.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+    def json(self, cms: str) -> dict[str, Any]:
+        """The body as a JSON object; MalformedContent otherwise."""
+        try:
+            document = json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedContent(
+                cms, f"webhook body is not JSON: {exc}", entry="webhook"
+            ) from None
+        if not isinstance(document, dict):
+            raise MalformedContent(cms, "webhook body must be a JSON object", entry="webhook")
+        return document
 
 
 class CMSAdapter(ABC):
@@ -66,6 +132,15 @@ class CMSAdapter(ABC):
     @abstractmethod
     async def list_pages(self) -> list[str]:
         """The slugs of every page the CMS holds."""
+
+    def parse_webhook(self, request: WebhookRequest) -> ChangedKeys:
+        """Authenticate a publish webhook and name what it changed.
+
+        Raises `WebhookRejected` when the sender cannot be verified (checked
+        before the payload is read) and `MalformedContent` for a bad payload.
+        The default accepts no webhook at all.
+        """
+        raise WebhookRejected(self.name, "this CMS does not accept webhooks")
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release the adapter's clients; the default holds none."""

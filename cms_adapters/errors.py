@@ -6,6 +6,8 @@ CMSError                 any failure talking to, or reading from, a CMS
 ├── CMSRateLimited       the CMS asked us to slow down (`retry_after` seconds)
 ├── CMSUnavailable       the CMS is down, timing out or answering 5xx
 └── MalformedContent     the CMS answered, but the content cannot become a page
+
+WebhookRejected          a webhook whose sender could not be verified (not a CMSError)
 """
 
 from __future__ import annotations
@@ -52,3 +54,12 @@ class MalformedContent(CMSError):
     ) -> None:
         super().__init__(cms, f"{field}: {message}" if field else message, entry=entry)
         self.field = field
+
+
+class WebhookRejected(Exception):
+    """A webhook without a valid secret or signature; it must change nothing."""
+
+    def __init__(self, cms: str, reason: str) -> None:
+        super().__init__(f"{cms} webhook rejected: {reason}")
+        self.cms = cms
+        self.reason = reason

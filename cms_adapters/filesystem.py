@@ -23,8 +23,9 @@ from typing import Any
 import yaml
 
 from blocks.parse import ContentError, ParsedPage, parse_page
-from cms_adapters.base import CMSAdapter
+from cms_adapters.base import ChangedKeys, CMSAdapter, WebhookRequest
 from cms_adapters.errors import CMSUnavailable, ContentNotFound, MalformedContent
+from cms_adapters.webhooks import require_secret
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$")
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -42,8 +43,9 @@ class FilesystemAdapter(CMSAdapter):
 
     name = "filesystem"
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, webhook_secret: str = "") -> None:
         self.root = Path(root)
+        self._webhook_secret = webhook_secret
 
     def _find(self, folder: str, key: str, preview: bool = False) -> Path | None:
         roots = (self.root / "drafts", self.root) if preview else (self.root,)
@@ -120,3 +122,23 @@ class FilesystemAdapter(CMSAdapter):
         if not (self.root / "pages").is_dir():
             raise CMSUnavailable(self.name, f"{self.root}/pages is not a folder")
         return await asyncio.to_thread(self._list)
+
+    def parse_webhook(self, request: WebhookRequest) -> ChangedKeys:
+        """A deploy hook: `Authorization: Bearer <secret>`, body `{"pages": [], "blocks": []}`.
+
+        An empty object means "everything changed" (e.g. after a `git pull`).
+        """
+        require_secret(
+            self.name, request.bearer_token(), self._webhook_secret, "Authorization bearer token"
+        )
+        payload = request.json(self.name)
+        keys: dict[str, frozenset[str]] = {}
+        for name in ("pages", "blocks"):
+            value = payload.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise MalformedContent(
+                    self.name, "must be a list of non-empty strings", entry="webhook", field=name
+                )
+            keys[name] = frozenset(value)
+        changed = ChangedKeys(pages=keys["pages"], blocks=keys["blocks"])
+        return ChangedKeys(everything=True) if changed.empty else changed

@@ -1,0 +1,127 @@
+"""Strapi v5 over its REST API (flattened `data`, `documentId`, draft & publish).
+
+A page is one `page` document found by `filters[slug][$eq]`; its `blocks`
+dynamic zone holds `tessera.block` components whose repeatable `variants`
+are `tessera.variant` components (schemas under `cms_adapters/strapi/schema/`,
+editor guide: docs/cms/strapi.md). `populate` fetches the zone, the variants
+and their `image` media in one request; `status=draft` serves drafts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from blocks.parse import ParsedPage
+from cms_adapters.base import ChangedKeys, WebhookRequest
+from cms_adapters.errors import ContentNotFound, MalformedContent
+from cms_adapters.http import HttpAdapter, Sleep
+from cms_adapters.mapping import as_object, to_parsed
+from cms_adapters.webhooks import require_secret
+
+PAGE_SIZE = 100
+_POPULATE = "populate[blocks][on][tessera.block][populate][variants][populate]"
+
+
+class StrapiAdapter(HttpAdapter):
+    """Pages from a Strapi v5 server."""
+
+    name = "strapi"
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        webhook_secret: str = "",
+        timeout: float = 5.0,
+        retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+        super().__init__(
+            url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            retries=retries,
+            transport=transport,
+            **extra,
+        )
+        self._url = url.rstrip("/")
+        self._webhook_secret = webhook_secret
+
+    async def _pages(self, params: dict[str, Any], entry: str) -> dict[str, Any]:
+        body = await self._get_json("/api/pages", params=params, entry=entry)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise MalformedContent(
+                self.name, "not a collection response", entry=entry, field="data"
+            )
+        return body
+
+    async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
+        """The page document `slug` with its block zone, variants and images populated."""
+        params = {
+            "filters[slug][$eq]": slug,
+            _POPULATE: "image",
+            "status": "draft" if preview else "published",
+            "pagination[pageSize]": 1,
+        }
+        body = await self._pages(params, entry=f"page {slug}")
+        if not body["data"]:
+            raise ContentNotFound(self.name, f"no page with slug {slug!r}", entry=slug)
+        document = body["data"][0]
+        entry = f"page {document.get('documentId', '?')}"
+        blocks = document.get("blocks")
+        if isinstance(blocks, list):
+            document = {**document, "blocks": [self._block(block) for block in blocks]}
+        return to_parsed(self.name, entry, document, slug)
+
+    def _block(self, block: Any) -> Any:
+        if not isinstance(block, dict) or not isinstance(block.get("variants"), list):
+            return block
+        return {**block, "variants": [self._variant(v) for v in block["variants"]]}
+
+    def _variant(self, variant: Any) -> Any:
+        if not isinstance(variant, dict) or not isinstance(variant.get("image"), Mapping):
+            return variant
+        media = variant["image"]
+        url = str(media.get("url", ""))
+        image: dict[str, Any] = {
+            "url": f"{self._url}{url}" if url.startswith("/") else url,
+            "alt": media.get("alternativeText") or media.get("name") or "",
+        }
+        image.update({k: media[k] for k in ("width", "height") if media.get(k)})
+        return {**variant, "image": image}
+
+    async def list_pages(self) -> list[str]:
+        """Every published page slug, page by page."""
+        slugs: list[str] = []
+        page = 1
+        while True:
+            params = {
+                "fields[0]": "slug",
+                "sort": "slug:asc",
+                "pagination[page]": page,
+                "pagination[pageSize]": PAGE_SIZE,
+            }
+            body = await self._pages(params, entry="pages")
+            slugs += [d["slug"] for d in body["data"] if isinstance(d.get("slug"), str)]
+            pagination = ((body.get("meta") or {}).get("pagination")) or {}
+            if page >= int(pagination.get("pageCount", page)):
+                return sorted(slugs)
+            page += 1
+
+    def parse_webhook(self, request: WebhookRequest) -> ChangedKeys:
+        """Check the `Authorization: Bearer` header set on the webhook, then map the entry."""
+        require_secret(
+            self.name, request.bearer_token(), self._webhook_secret, "Authorization bearer token"
+        )
+        payload = request.json(self.name)
+        entry = as_object(payload.get("entry"))
+        model = payload.get("model")
+        if model == "page" and isinstance(entry.get("slug"), str) and entry["slug"]:
+            return ChangedKeys(pages=frozenset({entry["slug"]}))
+        return ChangedKeys(everything=True)
