@@ -9,7 +9,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from aiocache import Cache
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
@@ -18,13 +17,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cms_adapters.base import CMSAdapter
+from cms_adapters.cache_backend import close_cache, is_redis, open_cache
 from cms_adapters.content_cache import ContentCache
 from cms_adapters.filesystem import FilesystemAdapter
+from cms_adapters.invalidation import Invalidator, PurgeSink
 from gateway.embedded_mongo import EmbeddedMongo
 from gateway.graphql_view import TesseraGraphQL
 from gateway.page_cache import PageResponseCache
 from gateway.settings import DEMO_DIR, Settings
 from gateway.visitor import VisitorMiddleware
+from gateway.webhooks import webhook
 from profiles.audiences import AudienceCatalog, AudienceRepository
 from profiles.reader import BudgetedProfileReader
 from profiles.seed import seed_demo
@@ -40,10 +42,64 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _required(settings: Settings, *names: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        secret = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        if not secret:
+            raise ValueError(f"{name.upper()}: required when CMS={settings.cms}")
+
+
 def build_adapter(settings: Settings) -> CMSAdapter:
-    """The CMS adapter the settings name."""
+    """The CMS adapter the settings name (each holds one shared httpx client)."""
+    secret = settings.cms_webhook_secret.get_secret_value()
+    http: dict[str, Any] = {"timeout": settings.cms_timeout, "retries": settings.cms_retries}
     if settings.cms == "filesystem":
-        return FilesystemAdapter(settings.content_dir)
+        return FilesystemAdapter(settings.content_dir, webhook_secret=secret)
+    if settings.cms == "contentful":
+        from cms_adapters.contentful import ContentfulAdapter
+
+        _required(settings, "contentful_space_id", "contentful_access_token")
+        return ContentfulAdapter(
+            settings.contentful_space_id,
+            settings.contentful_access_token.get_secret_value(),
+            preview_token=settings.contentful_preview_token.get_secret_value(),
+            environment=settings.contentful_environment,
+            webhook_secret=secret,
+            **http,
+        )
+    if settings.cms == "strapi":
+        from cms_adapters.strapi import StrapiAdapter
+
+        _required(settings, "strapi_url", "strapi_token")
+        return StrapiAdapter(
+            settings.strapi_url,
+            settings.strapi_token.get_secret_value(),
+            webhook_secret=secret,
+            **http,
+        )
+    if settings.cms == "sanity":
+        from cms_adapters.sanity import SanityAdapter
+
+        _required(settings, "sanity_project_id", "sanity_dataset")
+        return SanityAdapter(
+            settings.sanity_project_id,
+            settings.sanity_dataset,
+            token=settings.sanity_token.get_secret_value(),
+            api_version=settings.sanity_api_version,
+            webhook_secret=secret,
+            **http,
+        )
+    if settings.cms == "directus":
+        from cms_adapters.directus import DirectusAdapter
+
+        _required(settings, "directus_url", "directus_token")
+        return DirectusAdapter(
+            settings.directus_url,
+            settings.directus_token.get_secret_value(),
+            webhook_secret=secret,
+            **http,
+        )
     raise ValueError(f"CMS: unknown CMS {settings.cms!r}")
 
 
@@ -52,6 +108,7 @@ def create_app(
     *,
     adapter: CMSAdapter | None = None,
     clock: Callable[[], datetime] = utc_now,
+    purge_sink: PurgeSink | None = None,
 ) -> Starlette:
     """Build the gateway; shared clients open in its lifespan."""
     settings = settings or Settings()
@@ -88,10 +145,23 @@ def create_app(
             stack.push_async_callback(audiences.stop)
             cms = adapter or build_adapter(settings)
             stack.push_async_callback(cms.aclose)
-            cache = Cache.from_url(settings.cache_url)
-            stack.push_async_callback(cache.close)
+            cache = open_cache(settings.cache_url)
+            stack.push_async_callback(close_cache, cache)
+            content = ContentCache(
+                cms,
+                cache,
+                ttl=settings.content_ttl,
+                stale_while_revalidate=settings.content_stale_while_revalidate,
+                stale_if_error=settings.content_stale_if_error,
+                not_found_ttl=settings.content_not_found_ttl,
+            )
+            stack.push_async_callback(content.aclose)
+            redis_url = settings.cache_url if is_redis(settings.cache_url) else None
+            invalidator = Invalidator(content, purge_sink, redis_url=redis_url)
+            await invalidator.start()
+            stack.push_async_callback(invalidator.aclose)
             services = Services(
-                content=ContentCache(cms, cache, ttl=settings.content_ttl),
+                content=content,
                 profiles=BudgetedProfileReader(store, budget=settings.profile_budget),
                 store=store,
                 audiences=audiences,
@@ -100,7 +170,8 @@ def create_app(
             )
             app.state.services = services
             app.state.mongo = client
-            yield {"services": services, "mongo": client}
+            app.state.invalidator = invalidator
+            yield {"services": services, "mongo": client, "invalidator": invalidator}
 
     graphql = TesseraGraphQL(
         build_schema(max_depth=settings.max_query_depth),
@@ -132,6 +203,7 @@ def create_app(
             ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/webhooks/{cms}", webhook, methods=["POST"]),
         ],
         lifespan=lifespan,
     )

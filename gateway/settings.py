@@ -29,7 +29,7 @@ class Settings(BaseSettings):
         default=None, description="MongoDB URI; unset starts the embedded SecantusDB server."
     )
     mongodb_database: str = Field(default="tessera", min_length=1)
-    cms: Literal["filesystem"] = "filesystem"
+    cms: Literal["filesystem", "contentful", "strapi", "sanity", "directus"] = "filesystem"
     content_dir: Path = DEMO_CONTENT_DIR
     cache_url: str = "memory://"
     content_ttl: float = Field(default=60.0, ge=0)
@@ -53,6 +53,27 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="Comma-separated tokens that allow page previews."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Content cache and CMS adapters (issue 4).
+    content_stale_while_revalidate: float = Field(default=300.0, ge=0)
+    content_stale_if_error: float = Field(default=86400.0, ge=0)
+    content_not_found_ttl: float = Field(default=5.0, ge=0)
+    cms_timeout: float = Field(default=5.0, gt=0)
+    cms_retries: int = Field(default=2, ge=0, le=10)
+    cms_webhook_secret: SecretStr = Field(
+        default=SecretStr(""), description="Secret of the publish webhook (bearer or HMAC key)."
+    )
+    contentful_space_id: str = ""
+    contentful_environment: str = "master"
+    contentful_access_token: SecretStr = SecretStr("")
+    contentful_preview_token: SecretStr = SecretStr("")
+    strapi_url: str = ""
+    strapi_token: SecretStr = SecretStr("")
+    sanity_project_id: str = ""
+    sanity_dataset: str = "production"
+    sanity_api_version: str = "v2025-02-19"
+    sanity_token: SecretStr = SecretStr("")
+    directus_url: str = ""
+    directus_token: SecretStr = SecretStr("")
 
     def key_ring(self) -> KeyRing:
         """The configured keys, ready to authenticate requests."""

@@ -1,0 +1,155 @@
+"""Invalidation after a publish: the content cache, the other replicas, the edge cache.
+
+`Invalidator.publish(changed)` drops the changed pages from the (shared)
+content cache, tells every other replica over Redis pub/sub so they drop
+in-flight fetches of the old content, and hands surrogate keys to a
+`PurgeSink` (the edge-cache integration; by default it only logs them).
+
+Surrogate keys: `page:<slug>` per changed page, `block:<id>` per changed
+block, and `cms:<name>` when everything may have changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from cms_adapters.base import ChangedKeys
+from cms_adapters.content_cache import ContentCache
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "tessera:invalidate"
+
+
+class PurgeSink(Protocol):
+    """Where surrogate keys go to be purged from an edge cache."""
+
+    async def purge(self, keys: Sequence[str]) -> None:
+        """Purge every cached response tagged with one of `keys`."""
+
+
+class LoggingPurgeSink:
+    """The default sink: logs the keys (no edge cache configured)."""
+
+    def __init__(self) -> None:
+        self.purged: list[list[str]] = []
+
+    async def purge(self, keys: Sequence[str]) -> None:
+        """Log and remember the keys."""
+        self.purged.append(list(keys))
+        logger.info("purge surrogate keys: %s", " ".join(keys))
+
+
+def surrogate_keys(cms: str, changed: ChangedKeys) -> list[str]:
+    """The edge-cache surrogate keys for a change."""
+    if changed.everything:
+        return [f"cms:{cms}"]
+    return [f"page:{slug}" for slug in sorted(changed.pages)] + [
+        f"block:{block}" for block in sorted(changed.blocks)
+    ]
+
+
+def encode(origin: str, cms: str, changed: ChangedKeys) -> str:
+    """The pub/sub message for a change."""
+    return json.dumps(
+        {
+            "origin": origin,
+            "cms": cms,
+            "pages": sorted(changed.pages),
+            "blocks": sorted(changed.blocks),
+            "everything": changed.everything,
+        }
+    )
+
+
+def decode(message: str | bytes) -> tuple[str, str, ChangedKeys] | None:
+    """Parse a pub/sub message; None when it is not one of ours."""
+    try:
+        data = json.loads(message)
+        changed = ChangedKeys(
+            pages=frozenset(str(s) for s in data["pages"]),
+            blocks=frozenset(str(b) for b in data["blocks"]),
+            everything=bool(data["everything"]),
+        )
+        return str(data["origin"]), str(data["cms"]), changed
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class Invalidator:
+    """Apply a change here, broadcast it to the other replicas, purge the edge."""
+
+    def __init__(
+        self,
+        content: ContentCache,
+        sink: PurgeSink | None = None,
+        *,
+        redis_url: str | None = None,
+        channel: str = CHANNEL,
+    ) -> None:
+        self.content = content
+        self.sink: PurgeSink = sink or LoggingPurgeSink()
+        self.redis_url = redis_url
+        self.channel = channel
+        self.origin = uuid.uuid4().hex
+        self.received = 0
+        self._redis: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect to Redis and listen for other replicas' invalidations."""
+        if self.redis_url is None:
+            return
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(self.redis_url)
+        self._listener = asyncio.create_task(self._listen(), name="invalidation listener")
+        async with asyncio.timeout(5):
+            await self._subscribed.wait()
+
+    async def _listen(self) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self.channel)
+        self._subscribed.set()
+        try:
+            async for message in pubsub.listen():
+                await self._on_message(message.get("data"))
+        finally:
+            await pubsub.aclose()
+
+    async def _on_message(self, data: Any) -> None:
+        decoded = decode(data) if isinstance(data, str | bytes) else None
+        if decoded is None:
+            return
+        origin, cms, changed = decoded
+        if origin == self.origin or cms != self.content.adapter.name:
+            return
+        self.received += 1
+        await self.content.apply(changed, shared=False)
+
+    async def publish(self, changed: ChangedKeys) -> list[str]:
+        """Invalidate `changed` everywhere; returns the surrogate keys purged."""
+        await self.content.apply(changed)
+        if self._redis is not None:
+            await self._redis.publish(
+                self.channel, encode(self.origin, self.content.adapter.name, changed)
+            )
+        keys = surrogate_keys(self.content.adapter.name, changed)
+        await self.sink.purge(keys)
+        return keys
+
+    async def aclose(self) -> None:
+        """Stop listening and close the Redis connection."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._redis is not None:
+            await self._redis.aclose()

@@ -1,0 +1,63 @@
+"""`POST /webhooks/{cms}`: authenticate a CMS publish webhook, then invalidate.
+
+401 when the sender cannot be verified (nothing changes), 400 for a payload
+that names nothing we understand, 404 for a CMS other than the configured
+one, 413 for bodies over 1 MiB; 200 with the surrogate keys purged otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from cms_adapters.base import WebhookRequest
+from cms_adapters.errors import CMSError, WebhookRejected
+from cms_adapters.invalidation import Invalidator
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20
+
+
+async def _read_body(request: Request) -> bytes | None:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    return bytes(body)
+
+
+async def webhook(request: Request) -> Response:
+    """Handle one publish webhook for the configured CMS."""
+    invalidator: Invalidator = request.state.invalidator
+    adapter = invalidator.content.adapter
+    cms = request.path_params["cms"]
+    if cms != adapter.name:
+        return JSONResponse(
+            {"error": f"no webhook for CMS {cms!r}; this gateway serves {adapter.name!r}"},
+            status_code=404,
+        )
+    body = await _read_body(request)
+    if body is None:
+        return JSONResponse({"error": "webhook body over 1 MiB"}, status_code=413)
+    incoming = WebhookRequest(
+        method=request.method,
+        path=request.url.path,
+        query=request.url.query,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=body,
+        received_at=time.time(),
+    )
+    try:
+        changed = adapter.parse_webhook(incoming)
+    except WebhookRejected as exc:
+        logger.warning("%s", exc)
+        return JSONResponse({"error": str(exc)}, status_code=401)
+    except CMSError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    keys = await invalidator.publish(changed)
+    return JSONResponse({"invalidated": keys})
