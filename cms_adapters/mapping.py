@@ -53,7 +53,11 @@ def variant_document(cms: str, entry: str, path: str, raw: Mapping[str, Any]) ->
     document: dict[str, Any] = {"id": raw.get("variantId")}
     for name in _JSON_FIELDS:
         if not _empty(raw.get(name)):
-            document[name] = json_value(cms, entry, f"{path}.{name}", raw[name])
+            try:
+                document[name] = json_value(cms, entry, f"{path}.{name}", raw[name])
+            except MalformedContent:
+                # Left as text: parse_page drops just this variant and reports the field.
+                document[name] = raw[name]
     for name in _PLAIN_FIELDS:
         if not _empty(raw.get(name)):
             document[name] = raw[name]

@@ -50,7 +50,8 @@ async def test_fetch_page_maps_blocks_variants_and_editor_metadata(adapter: CMSA
     assert default.default is True
     assert default.localized == {"de-DE": {"heading": "Willkommen"}}
     sale = banner.variants[0]
-    assert sale.condition is not None and sale.condition.valid
+    assert sale.condition is not None
+    assert sale.condition.valid
     assert sale.schedule is not None
     assert sale.schedule.start == datetime(2026, 11, 27, tzinfo=ZoneInfo("Europe/Berlin"))
 

@@ -529,7 +529,7 @@ class FakeSanity(FakeVendor):
                 item: dict[str, Any] = {"_key": f"k{index}", "_type": "variant", **variant}
                 # Sanity has no JSON field type: these are text fields holding JSON.
                 for name in ("fields", "condition", "localized"):
-                    if name in item:
+                    if name in item and not isinstance(item[name], str):
                         item[name] = json.dumps(item[name])
                 item["image"] = None
                 if block["blockId"] == "hero" and variant["variantId"] == "default":
