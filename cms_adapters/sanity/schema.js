@@ -1,0 +1,61 @@
+// Tessera content model for Sanity Studio (v3): add these to `schema.types`.
+// Field names are Tessera's editor vocabulary (docs/cms/sanity.md). Sanity has
+// no JSON field type, so `fields`, `condition`, `experiment`, `localized` and
+// `titles` are text fields holding JSON; Tessera parses them and names the
+// field when the JSON is invalid.
+import {defineArrayMember, defineField, defineType} from 'sanity'
+
+const BLOCK_TYPES = ['hero', 'banner', 'rich_text', 'product_grid', 'call_to_action', 'testimonial']
+const json = (name, title) => defineField({name, title, type: 'text', rows: 4})
+
+export const variant = defineType({
+  name: 'variant',
+  title: 'Variant',
+  type: 'object',
+  fields: [
+    defineField({name: 'variantId', title: 'Variant id', type: 'string', validation: (r) => r.required()}),
+    json('fields', 'Fields (JSON)'),
+    defineField({name: 'image', title: 'Image', type: 'image', fields: [{name: 'alt', type: 'string', title: 'Alternative text'}]}),
+    defineField({name: 'audiences', title: 'Audiences', type: 'array', of: [{type: 'string'}]}),
+    defineField({name: 'audienceMatch', title: 'Audience match', type: 'string', options: {list: ['any', 'all']}}),
+    json('condition', 'Condition (JSON)'),
+    defineField({name: 'priority', title: 'Priority', type: 'number', validation: (r) => r.integer()}),
+    defineField({name: 'scheduleStart', title: 'Schedule start', type: 'datetime'}),
+    defineField({name: 'scheduleEnd', title: 'Schedule end', type: 'datetime'}),
+    defineField({name: 'scheduleTimezone', title: 'Schedule time zone', type: 'string'}),
+    defineField({name: 'locales', title: 'Locales', type: 'array', of: [{type: 'string'}]}),
+    defineField({name: 'tags', title: 'Tags', type: 'array', of: [{type: 'string'}]}),
+    defineField({name: 'weight', title: 'Weight', type: 'number', validation: (r) => r.min(0)}),
+    defineField({name: 'isDefault', title: 'Default variant', type: 'boolean'}),
+    json('experiment', 'Experiment (JSON)'),
+    defineField({name: 'ruleId', title: 'Rule id', type: 'string'}),
+    json('localized', 'Localized overrides (JSON)'),
+  ],
+})
+
+export const block = defineType({
+  name: 'block',
+  title: 'Block',
+  type: 'document',
+  fields: [
+    defineField({name: 'blockId', title: 'Block id', type: 'string', validation: (r) => r.required()}),
+    defineField({name: 'type', title: 'Type', type: 'string', options: {list: BLOCK_TYPES}, validation: (r) => r.required()}),
+    defineField({name: 'variants', title: 'Variants', type: 'array', of: [defineArrayMember({type: 'variant'})], validation: (r) => r.required().min(1)}),
+  ],
+})
+
+export const page = defineType({
+  name: 'page',
+  title: 'Page',
+  type: 'document',
+  fields: [
+    defineField({name: 'slug', title: 'Slug', type: 'slug', validation: (r) => r.required()}),
+    defineField({name: 'title', title: 'Title', type: 'string', validation: (r) => r.required()}),
+    defineField({name: 'description', title: 'Description', type: 'text'}),
+    defineField({name: 'locales', title: 'Locales', type: 'array', of: [{type: 'string'}]}),
+    json('titles', 'Localized titles (JSON)'),
+    defineField({name: 'blocks', title: 'Blocks', type: 'array', of: [defineArrayMember({type: 'reference', to: [{type: 'block'}]})]}),
+  ],
+})
+
+export const schemaTypes = [page, block, variant]
