@@ -6,6 +6,11 @@ entries, whose `variants` link `variant` entries (content model:
 Links are resolved from the response's `includes` (`include=3`); links
 Contentful leaves out (unpublished or deleted entries) are skipped, as the
 Delivery API itself does. Assets become images `{url, alt, width, height}`.
+
+Entries are fetched with `locale=*`, so one request brings every locale: each
+field is read in the space's default locale (asked once from `/locales`),
+a page's other `title` locales become `titles`, and a variant's other
+`fields` locales become its `localized` overrides.
 """
 
 from __future__ import annotations
@@ -62,6 +67,24 @@ class ContentfulAdapter(HttpAdapter):
         self._preview_url = preview_url.rstrip("/")
         self._preview_token = preview_token
         self._webhook_secret = webhook_secret
+        self._default_locale: str | None = None
+
+    async def default_locale(self) -> str:
+        """The space's default locale code (asked once, then remembered)."""
+        if self._default_locale is None:
+            body = await self._get_json(f"{self._base}/locales", entry="locales")
+            items = body.get("items") if isinstance(body, dict) else None
+            codes = [
+                item.get("code")
+                for item in items or []
+                if isinstance(item, dict) and item.get("default") is True
+            ]
+            if not codes or not isinstance(codes[0], str):
+                raise MalformedContent(
+                    self.name, "no default locale in /locales", entry="locales", field="items"
+                )
+            self._default_locale = codes[0]
+        return self._default_locale
 
     async def _entries(self, params: dict[str, Any], *, preview: bool, entry: str) -> Any:
         path = f"{self._base}/entries"
@@ -78,14 +101,21 @@ class ContentfulAdapter(HttpAdapter):
 
     async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
         """The `page` entry whose slug is `slug`, with its blocks and variants resolved."""
-        params = {"content_type": "page", "fields.slug": slug, "include": 3, "limit": 1}
+        default = await self.default_locale()
+        params = {
+            "content_type": "page",
+            "fields.slug": slug,
+            "include": 3,
+            "limit": 1,
+            "locale": "*",
+        }
         body = await self._entries(params, preview=preview, entry=f"page {slug}")
         if not body["items"]:
             raise ContentNotFound(self.name, f"no page with slug {slug!r}", entry=slug)
         item = body["items"][0]
         entry = f"page {_entry_id(item)}"
         links = _index_includes(body.get("includes"))
-        fields = _resolve(item, links, 0)
+        fields = _resolve(item, links, 0, default)
         if not isinstance(fields, dict):
             raise MalformedContent(self.name, "entry has no fields", entry=entry, field="fields")
         return to_parsed(self.name, entry, fields, slug)
@@ -151,9 +181,9 @@ def _index_includes(includes: Any) -> dict[tuple[str, str], Any]:
     return index
 
 
-def _asset(item: Mapping[str, Any]) -> dict[str, Any]:
+def _asset(item: Mapping[str, Any], default: str) -> dict[str, Any]:
     """An asset as the canonical image: url, alt (description or title), size."""
-    fields = item.get("fields") or {}
+    fields = _delocalize(item.get("fields") or {}, default)
     file = fields.get("file") or {}
     url = file.get("url", "")
     image: dict[str, Any] = {
@@ -168,10 +198,32 @@ def _asset(item: Mapping[str, Any]) -> dict[str, Any]:
 _UNRESOLVED = object()
 
 
-def _resolve(value: Any, links: Mapping[tuple[str, str], Any], depth: int) -> Any:
+def _delocalize(fields: Mapping[str, Any], default: str) -> dict[str, Any]:
+    """`{field: {locale: value}}` to `{field: value}` in the default locale.
+
+    Other locales of `title` become `titles`, of `fields` become `localized`
+    (an explicit `localized` value wins for the locales it names).
+    """
+    out: dict[str, Any] = {}
+    others: dict[str, dict[str, Any]] = {}
+    for name, by_locale in fields.items():
+        if not isinstance(by_locale, dict) or not by_locale:
+            out[name] = by_locale
+            continue
+        out[name] = by_locale.get(default, next(iter(by_locale.values())))
+        if name in ("title", "fields"):
+            others[name] = {loc: v for loc, v in by_locale.items() if loc != default}
+    if others.get("title"):
+        out["titles"] = {**others["title"], **as_object(out.get("titles"))}
+    if others.get("fields"):
+        out["localized"] = {**others["fields"], **as_object(out.get("localized"))}
+    return out
+
+
+def _resolve(value: Any, links: Mapping[tuple[str, str], Any], depth: int, default: str) -> Any:
     """Replace `sys` links by the linked entries' fields (assets by their file)."""
     if isinstance(value, list):
-        items = [_resolve(item, links, depth) for item in value]
+        items = [_resolve(item, links, depth, default) for item in value]
         return [item for item in items if item is not _UNRESOLVED]
     if not isinstance(value, dict):
         return value
@@ -181,10 +233,12 @@ def _resolve(value: Any, links: Mapping[tuple[str, str], Any], depth: int) -> An
         if target is None or depth >= _MAX_DEPTH:
             return _UNRESOLVED
         if sys.get("linkType") == "Asset":
-            return _asset(target)
-        return _resolve(target, links, depth + 1)
+            return _asset(target, default)
+        return _resolve(target, links, depth + 1, default)
     if isinstance(sys, dict) and sys.get("type") == "Entry":
         fields = value.get("fields")
-        return _resolve(fields, links, depth) if isinstance(fields, dict) else None
-    resolved = {key: _resolve(item, links, depth) for key, item in value.items()}
+        if not isinstance(fields, dict):
+            return None
+        return _resolve(_delocalize(fields, default), links, depth, default)
+    resolved = {key: _resolve(item, links, depth, default) for key, item in value.items()}
     return {key: None if item is _UNRESOLVED else item for key, item in resolved.items()}

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from cms_adapters.base import CMSAdapter
+from cms_adapters.contentful import ContentfulAdapter
 from cms_adapters.errors import (
     CMSRateLimited,
     CMSUnauthorized,
@@ -17,7 +18,7 @@ from cms_adapters.errors import (
     MalformedContent,
 )
 from cms_adapters.http import retry_after
-from tests.cms.vendors import HTTP_VENDORS, Failure, FakeVendor
+from tests.cms.vendors import HTTP_VENDORS, Failure, FakeContentful, FakeVendor
 
 IMAGES = {
     "contentful": "https://images.ctfassets.net/sp1/asset-hero/abc/hero.jpg",
@@ -35,6 +36,9 @@ def vendor(request: pytest.FixtureRequest) -> FakeVendor:
 @pytest.fixture
 async def adapter(vendor: FakeVendor) -> AsyncIterator[CMSAdapter]:
     async with vendor.adapter() as adapter:
+        if isinstance(adapter, ContentfulAdapter):
+            await adapter.default_locale()  # asked once per adapter, before any page
+            vendor.requests.clear()
         yield adapter
 
 
@@ -53,7 +57,15 @@ async def test_links_to_missing_blocks_are_skipped(adapter: CMSAdapter) -> None:
 
 async def test_one_request_per_page(vendor: FakeVendor, adapter: CMSAdapter) -> None:
     await adapter.fetch_page("home")
-    assert len(vendor.requests) == 1
+    await adapter.fetch_page("about")
+    assert len(vendor.requests) == 2
+
+
+async def test_localized_titles_reach_the_page(vendor: FakeVendor, adapter: CMSAdapter) -> None:
+    vendor.site["home"]["titles"] = {"de-DE": "Startseite"}
+    page = (await adapter.fetch_page("home")).page
+    assert page.titles == {"de-DE": "Startseite"}
+    assert page.title == "Home"
 
 
 async def test_401_is_unauthorized_with_the_vendor_message(
@@ -185,3 +197,20 @@ def test_retry_after_reads_seconds_dates_and_contentful_reset() -> None:
     assert retry_after(response(**{"Retry-After": date}), now=now) == 10.0
     assert retry_after(response(**{"Retry-After": "soon"})) is None
     assert retry_after(response()) is None
+
+
+async def test_contentful_asks_for_the_default_locale_once() -> None:
+    vendor = FakeContentful()
+    async with vendor.adapter() as adapter:
+        await adapter.fetch_page("home")
+        await adapter.fetch_page("about")
+    paths = [request.url.path.rsplit("/", 1)[-1] for request in vendor.requests]
+    assert paths == ["locales", "entries", "entries"]
+
+
+async def test_contentful_without_a_default_locale_is_malformed() -> None:
+    vendor = FakeContentful()
+    vendor.failures.append(Failure(200, {"sys": {"type": "Array"}, "items": []}))
+    async with vendor.adapter() as adapter:
+        with pytest.raises(MalformedContent, match="default locale"):
+            await adapter.fetch_page("home")

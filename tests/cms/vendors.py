@@ -215,6 +215,25 @@ def _link(kind: str, ident: str) -> dict[str, Any]:
     return {"sys": {"type": "Link", "linkType": kind, "id": ident}}
 
 
+def _localize(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields as `locale=*` returns them: `{field: {locale: value}}`.
+
+    A variant's `localized` overrides become the `de-DE` value of `fields`, and a
+    page's `titles` the other locales of `title`, as Contentful editors enter them.
+    """
+    out = {name: {"en-US": value} for name, value in fields.items()}
+    localized = fields.get("localized")
+    if isinstance(localized, dict):
+        del out["localized"]
+        for locale, overrides in localized.items():
+            out["fields"][locale] = {**fields["fields"], **overrides}
+    titles = fields.get("titles")
+    if isinstance(titles, dict):
+        del out["titles"]
+        out["title"].update(titles)
+    return out
+
+
 def _entry(content_type: str, ident: str, fields: dict[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {"tags": []},
@@ -227,9 +246,8 @@ def _entry(content_type: str, ident: str, fields: dict[str, Any]) -> dict[str, A
             "environment": _link("Environment", "master"),
             "revision": 3,
             "contentType": _link("ContentType", content_type),
-            "locale": "en-US",
         },
-        "fields": fields,
+        "fields": _localize(fields),
     }
 
 
@@ -249,17 +267,15 @@ class FakeContentful(FakeVendor):
                 fields = dict(variant)
                 if block["blockId"] == "hero" and variant["variantId"] == "default":
                     fields["image"] = _link("Asset", "asset-hero")
+                    file = {
+                        "url": "//images.ctfassets.net/sp1/asset-hero/abc/hero.jpg",
+                        "contentType": "image/jpeg",
+                        "details": {"size": 1, "image": {"width": 1600, "height": 900}},
+                    }
                     assets.append(
                         {
                             "sys": {"id": "asset-hero", "type": "Asset"},
-                            "fields": {
-                                "title": "Trail at dawn",
-                                "file": {
-                                    "url": "//images.ctfassets.net/sp1/asset-hero/abc/hero.jpg",
-                                    "contentType": "image/jpeg",
-                                    "details": {"size": 1, "image": {"width": 1600, "height": 900}},
-                                },
-                            },
+                            "fields": _localize({"title": "Trail at dawn", "file": file}),
                         }
                     )
                 entries.append(_entry("variant", ident, fields))
@@ -274,6 +290,18 @@ class FakeContentful(FakeVendor):
         return _entry("page", f"page-{page['slug']}", fields), entries, assets
 
     def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/spaces/sp1/environments/master/locales":
+            locales = [
+                {"code": "en-US", "name": "English (United States)", "default": True},
+                {"code": "de-DE", "name": "German (Germany)", "default": False},
+            ]
+            items = [
+                {**locale, "fallbackCode": None, "sys": {"id": locale["code"], "type": "Locale"}}
+                for locale in locales
+            ]
+            return _json(
+                {"sys": {"type": "Array"}, "total": 2, "skip": 0, "limit": 1000, "items": items}
+            )
         if request.url.path != "/spaces/sp1/environments/master/entries":
             return _json(
                 {
@@ -290,6 +318,7 @@ class FakeContentful(FakeVendor):
         params = request.url.params
         assert params["content_type"] == "page"
         if "fields.slug" in params:
+            assert params["locale"] == "*"
             page = site.get(params["fields.slug"])
             items, entries, assets = [], [], []
             if page is not None:
