@@ -8,7 +8,7 @@ module.exports = function (migration) {
     description: 'One version of a block, with its targeting metadata.',
   });
   variant.createField('variantId').name('Variant id').type('Symbol').required(true);
-  variant.createField('fields').name('Fields').type('Object').required(true);
+  variant.createField('fields').name('Fields').type('Object').required(true).localized(true);
   variant.createField('image').name('Image').type('Link').linkType('Asset');
   variant.createField('audiences').name('Audiences').type('Array').items({ type: 'Symbol' });
   variant.createField('audienceMatch').name('Audience match').type('Symbol')
@@ -45,7 +45,7 @@ module.exports = function (migration) {
   });
   page.createField('slug').name('Slug').type('Symbol').required(true)
     .validations([{ unique: true }, { regexp: { pattern: '^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$' } }]);
-  page.createField('title').name('Title').type('Symbol').required(true);
+  page.createField('title').name('Title').type('Symbol').required(true).localized(true);
   page.createField('description').name('Description').type('Text');
   page.createField('locales').name('Locales').type('Array').items({ type: 'Symbol' });
   page.createField('titles').name('Localized titles').type('Object');

@@ -5,7 +5,10 @@ a many-to-any relation (junction `pages_blocks`: `collection`, `item`, `sort`)
 to `blocks` items, whose one-to-many `variants` are `block_variants` items
 (schema snapshot: `cms_adapters/directus/snapshot.json`, editor guide:
 docs/cms/directus.md). Published means `status = published`; preview serves
-the latest state of every item whatever its status.
+the latest state of every item whatever its status. Translations use Directus'
+translations interface: `pages.translations` (`languages_code`, `title`) become
+the page's `titles`, `block_variants.translations` (`languages_code`, `fields`)
+the variant's `localized` overrides.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ PAGE_FIELDS = ",".join(
         "locales",
         "titles",
         "description",
+        "translations.languages_code",
+        "translations.title",
         "blocks.collection",
         "blocks.item:blocks.*",
         "blocks.item:blocks.variants.*",
@@ -38,6 +43,8 @@ PAGE_FIELDS = ",".join(
         "blocks.item:blocks.variants.image.description",
         "blocks.item:blocks.variants.image.width",
         "blocks.item:blocks.variants.image.height",
+        "blocks.item:blocks.variants.translations.languages_code",
+        "blocks.item:blocks.variants.translations.fields",
     ]
 )
 
@@ -91,6 +98,9 @@ class DirectusAdapter(HttpAdapter):
             raise ContentNotFound(self.name, f"no page with slug {slug!r}", entry=slug)
         item = items[0]
         entry = f"pages/{item.get('id', slug)}"
+        titles = _translations(item.get("translations"), "title")
+        if titles:
+            item = {**item, "titles": {**titles, **as_object(item.get("titles"))}}
         blocks = item.get("blocks")
         if isinstance(blocks, list):
             item = {**item, "blocks": [self._block(entry, i, b) for i, b in enumerate(blocks)]}
@@ -112,7 +122,12 @@ class DirectusAdapter(HttpAdapter):
         return {**block, "variants": [self._variant(v) for v in block["variants"]]}
 
     def _variant(self, variant: Any) -> Any:
-        if not isinstance(variant, dict) or not isinstance(variant.get("image"), dict):
+        if not isinstance(variant, dict):
+            return variant
+        localized = _translations(variant.get("translations"), "fields")
+        if localized:
+            variant = {**variant, "localized": {**localized, **as_object(variant.get("localized"))}}
+        if not isinstance(variant.get("image"), dict):
             return variant
         file = variant["image"]
         image: dict[str, Any] = {
@@ -159,3 +174,16 @@ class DirectusAdapter(HttpAdapter):
         ):
             return ChangedKeys(blocks=frozenset({payload["blockId"]}))
         return ChangedKeys(everything=True)
+
+
+def _translations(rows: Any, name: str) -> dict[str, Any]:
+    """`[{languages_code, <name>}]` from a translations field, as `{code: value}`."""
+    if not isinstance(rows, list):
+        return {}
+    return {
+        row["languages_code"]: row[name]
+        for row in rows
+        if isinstance(row, dict)
+        and isinstance(row.get("languages_code"), str)
+        and row.get(name) not in (None, "")
+    }

@@ -675,8 +675,21 @@ class FakeDirectus(FakeVendor):
                     },
                 }
             )
-        fields = {k: v for k, v in page.items() if k != "blocks"}
-        return {"id": index + 1, "status": status, **fields, "blocks": junctions}
+        titles = page.get("titles", {})
+        skip = ("blocks", "titles") if isinstance(titles, dict) else ("blocks",)
+        fields = {k: v for k, v in page.items() if k not in skip}
+        translations = (
+            [{"languages_code": code, "title": title} for code, title in titles.items()]
+            if isinstance(titles, dict)
+            else []
+        )
+        return {
+            "id": index + 1,
+            "status": status,
+            **fields,
+            "translations": translations,
+            "blocks": junctions,
+        }
 
     def answer(self, request: httpx.Request) -> httpx.Response:
         if request.url.path != "/items/pages":
