@@ -5,10 +5,18 @@ dynamic zone holds `tessera.block` components whose repeatable `variants`
 are `tessera.variant` components (schemas under `cms_adapters/strapi/schema/`,
 editor guide: docs/cms/strapi.md). `populate` fetches the zone, the variants
 and their `image` media in one request; `status=draft` serves drafts.
+
+Locales: Strapi 5 returns one locale per request (`locale=all` is gone). The
+page's `locales` field lists Tessera locale codes; the first is served from
+the default Strapi locale, each other one is requested with `locale=<code>`
+(concurrently) and becomes the page's `titles` entry and, matched by
+`blockId`/`variantId`, the variants' `localized` overrides. A locale that is
+not translated yet is skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,19 +69,38 @@ class StrapiAdapter(HttpAdapter):
             )
         return body
 
-    async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
-        """The page document `slug` with its block zone, variants and images populated."""
-        params = {
+    async def _document(
+        self, slug: str, preview: bool, locale: str | None = None
+    ) -> dict[str, Any] | None:
+        params: dict[str, Any] = {
             "filters[slug][$eq]": slug,
             _POPULATE: "image",
             "status": "draft" if preview else "published",
             "pagination[pageSize]": 1,
         }
+        if locale is not None:
+            params["locale"] = locale
         body = await self._pages(params, entry=f"page {slug}")
-        if not body["data"]:
+        data = body["data"]
+        return data[0] if data and isinstance(data[0], dict) else None
+
+    async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
+        """The page document `slug` with its block zone, variants and images populated."""
+        document = await self._document(slug, preview)
+        if document is None:
             raise ContentNotFound(self.name, f"no page with slug {slug!r}", entry=slug)
-        document = body["data"][0]
         entry = f"page {document.get('documentId', '?')}"
+        locales = document.get("locales")
+        others = (
+            [code for code in locales[1:] if isinstance(code, str) and code]
+            if isinstance(locales, list)
+            else []
+        )
+        if others:
+            translations = await asyncio.gather(
+                *(self._document(slug, preview, code) for code in others)
+            )
+            document = _merge_locales(document, dict(zip(others, translations, strict=True)))
         blocks = document.get("blocks")
         if isinstance(blocks, list):
             document = {**document, "blocks": [self._block(block) for block in blocks]}
@@ -125,3 +152,48 @@ class StrapiAdapter(HttpAdapter):
         if model == "page" and isinstance(entry.get("slug"), str) and entry["slug"]:
             return ChangedKeys(pages=frozenset({entry["slug"]}))
         return ChangedKeys(everything=True)
+
+
+def _variants_by_id(document: Mapping[str, Any]) -> dict[tuple[Any, Any], Any]:
+    found: dict[tuple[Any, Any], Any] = {}
+    for block in document.get("blocks") or []:
+        if isinstance(block, dict):
+            for variant in block.get("variants") or []:
+                if isinstance(variant, dict):
+                    found[(block.get("blockId"), variant.get("variantId"))] = variant.get("fields")
+    return found
+
+
+def _merge_locales(
+    document: dict[str, Any], translations: dict[str, dict[str, Any] | None]
+) -> dict[str, Any]:
+    """Fold other locales' titles and variant fields into `titles` and `localized`."""
+    original = document.get("titles")
+    titles = dict(original) if isinstance(original, dict) else {}
+    localized: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for code, translated in translations.items():
+        if translated is None:
+            continue
+        if isinstance(translated.get("title"), str):
+            titles.setdefault(code, translated["title"])
+        for key, fields in _variants_by_id(translated).items():
+            if isinstance(fields, dict):
+                localized.setdefault(key, {})[code] = fields
+    blocks = []
+    for block in document.get("blocks") or []:
+        if isinstance(block, dict) and isinstance(block.get("variants"), list):
+            variants = []
+            for variant in block["variants"]:
+                key = (block.get("blockId"), as_object(variant).get("variantId"))
+                if isinstance(variant, dict) and key in localized:
+                    variant = {
+                        **variant,
+                        "localized": {**localized[key], **as_object(variant.get("localized"))},
+                    }
+                variants.append(variant)
+            block = {**block, "variants": variants}
+        blocks.append(block)
+    merged = {**document, "blocks": blocks}
+    if original is None or isinstance(original, dict):
+        merged["titles"] = titles
+    return merged

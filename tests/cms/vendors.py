@@ -427,6 +427,40 @@ class FakeStrapi(FakeVendor):
 
     name = "strapi"
 
+    @staticmethod
+    def _translated(page: dict[str, Any], locale: str) -> dict[str, Any] | None:
+        """The page's other-locale document, as Strapi i18n stores it (or None)."""
+        titles = page.get("titles")
+        if not isinstance(titles, dict) or locale not in titles:
+            has_fields = any(
+                locale in variant.get("localized", {})
+                for block in page["blocks"]
+                for variant in block["variants"]
+            )
+            if not has_fields:
+                return None
+        translated = copy.deepcopy(page)
+        translated["title"] = (titles if isinstance(titles, dict) else {}).get(
+            locale, page["title"]
+        )
+        translated.pop("titles", None)
+        for block in translated["blocks"]:
+            for variant in block["variants"]:
+                overrides = variant.pop("localized", {}).get(locale, {})
+                variant["fields"] = {**variant["fields"], **overrides}
+        return translated
+
+    def _strip_localized(self, page: dict[str, Any]) -> dict[str, Any]:
+        """Default-locale documents carry no `localized`/`titles`: those are other locales."""
+        if not isinstance(page.get("titles", {}), dict):
+            return page
+        page = copy.deepcopy(page)
+        page.pop("titles", None)
+        for block in page["blocks"]:
+            for variant in block["variants"]:
+                variant.pop("localized", None)
+        return page
+
     def _document(self, index: int, page: dict[str, Any], status: str) -> dict[str, Any]:
         blocks = []
         for b_index, block in enumerate(page["blocks"]):
@@ -491,7 +525,12 @@ class FakeStrapi(FakeVendor):
                 == "image"
             )
             slug = params["filters[slug][$eq]"]
-            data = [self._document(0, site[slug], status)] if slug in site else []
+            page = site.get(slug)
+            if page is not None and "locale" in params:
+                page = self._translated(page, params["locale"])
+            elif page is not None:
+                page = self._strip_localized(page)
+            data = [self._document(0, page, status)] if page is not None else []
             meta = {
                 "pagination": {"page": 1, "pageSize": 1, "pageCount": len(data), "total": len(data)}
             }
