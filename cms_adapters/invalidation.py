@@ -103,26 +103,40 @@ class Invalidator:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
-    async def start(self) -> None:
-        """Connect to Redis and listen for other replicas' invalidations."""
+    async def start(self, *, wait: float = 2.0) -> None:
+        """Listen for other replicas' invalidations (reconnecting while Redis is down)."""
         if self.redis_url is None:
             return
         from redis.asyncio import Redis
 
         self._redis = Redis.from_url(self.redis_url)
         self._listener = asyncio.create_task(self._listen(), name="invalidation listener")
-        async with asyncio.timeout(5):
-            await self._subscribed.wait()
+        try:
+            async with asyncio.timeout(wait):
+                await self._subscribed.wait()
+        except TimeoutError:
+            logger.error("invalidation channel not subscribed yet; retrying in the background")
 
     async def _listen(self) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self.channel)
-        self._subscribed.set()
-        try:
-            async for message in pubsub.listen():
-                await self._on_message(message.get("data"))
-        finally:
-            await pubsub.aclose()
+        delay = 0.5
+        while True:
+            try:
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                try:
+                    await pubsub.subscribe(self.channel)
+                    self._subscribed.set()
+                    delay = 0.5
+                    async for message in pubsub.listen():
+                        await self._on_message(message.get("data"))
+                finally:
+                    await pubsub.aclose()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("invalidation channel lost (%s); reconnecting in %.1f s", exc, delay)
+                self._subscribed.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _on_message(self, data: Any) -> None:
         decoded = decode(data) if isinstance(data, str | bytes) else None

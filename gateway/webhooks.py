@@ -2,7 +2,9 @@
 
 401 when the sender cannot be verified (nothing changes), 400 for a payload
 that names nothing we understand, 404 for a CMS other than the configured
-one, 413 for bodies over 1 MiB; 200 with the surrogate keys purged otherwise.
+one, 413 for bodies over 1 MiB, 503 (with `Retry-After`) when the cache or
+Redis cannot be reached, so the CMS retries; 200 with the surrogate keys
+purged otherwise.
 """
 
 from __future__ import annotations
@@ -59,5 +61,13 @@ async def webhook(request: Request) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=401)
     except CMSError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    keys = await invalidator.publish(changed)
+    try:
+        keys = await invalidator.publish(changed)
+    except Exception as exc:  # the cache or Redis is down: ask the CMS to retry later
+        logger.error("%s webhook: invalidation failed: %s", adapter.name, exc)
+        return JSONResponse(
+            {"error": f"invalidation failed, retry later: {type(exc).__name__}"},
+            status_code=503,
+            headers={"Retry-After": "30"},
+        )
     return JSONResponse({"invalidated": keys})

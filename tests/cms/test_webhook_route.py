@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -142,3 +143,20 @@ async def test_the_page_stays_up_while_the_cms_is_down_within_the_stale_window(
         response = await graphql(client, TITLE, {"slug": "about"}, visitor="v1")
         assert response.json()["data"]["page"] is None
         assert response.json()["errors"][0]["extensions"]["code"] == "CONTENT_UNAVAILABLE"
+
+
+async def test_with_redis_down_pages_render_and_webhooks_ask_for_a_retry(
+    settings: Settings, clock: Clock, tmp_path: Path, sink: LoggingPurgeSink
+) -> None:
+    vendor = FakeFilesystem(tmp_path / "fs")
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = settings.model_copy(update={"cache_url": f"redis://127.0.0.1:{port}/0"})
+    async for client in start(down, clock, vendor, sink):
+        assert await title(client) == "Home"  # fetched directly, cache errors logged
+        response = await send(client, vendor.webhook("home"))
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "30"
+        assert "retry later" in response.json()["error"]
+        assert sink.purged == []
