@@ -38,6 +38,7 @@ async def test_fetch_page_maps_blocks_variants_and_editor_metadata(adapter: CMSA
     page = parsed.page
     assert parsed.problems == ()
     assert (page.slug, page.title, page.locales) == ("home", "Home", ("en-US", "de-DE"))
+    assert page.titles == {"de-DE": "Startseite"}
     assert [block.id for block in page.blocks] == ["hero", "banner"]
     hero, banner = page.blocks
     assert hero.type == "hero"

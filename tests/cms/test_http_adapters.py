@@ -75,6 +75,7 @@ async def test_strapi_fetches_each_other_locale_and_merges_it() -> None:
 async def test_strapi_skips_a_locale_that_is_not_translated() -> None:
     vendor = FakeStrapi()
     vendor.site["home"]["blocks"][0]["variants"][1].pop("localized")
+    vendor.site["home"].pop("titles")
     async with vendor.adapter() as adapter:
         page = (await adapter.fetch_page("home")).page
     assert len(vendor.requests) == 2  # asked, answered with no document

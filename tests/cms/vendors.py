@@ -37,6 +37,7 @@ SITE: dict[str, dict[str, Any]] = {
     "home": {
         "slug": "home",
         "title": "Home",
+        "titles": {"de-DE": "Startseite"},
         "locales": ["en-US", "de-DE"],
         "blocks": [
             {
@@ -618,6 +619,8 @@ class FakeSanity(FakeVendor):
             )
         blocks.append(None)  # a reference to a deleted block projects to null
         prefix = "drafts." if draft else ""
+        if isinstance(page.get("titles"), dict):
+            page = {**page, "titles": json.dumps(page["titles"])}
         return {
             "_id": f"{prefix}page-{page['slug']}",
             **{k: v for k, v in page.items() if k != "blocks"},
