@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +20,7 @@ from cms_adapters.errors import (
     MalformedContent,
 )
 from cms_adapters.http import retry_after
+from cms_adapters.strapi import StrapiAdapter
 from tests.cms.vendors import HTTP_VENDORS, Failure, FakeContentful, FakeStrapi, FakeVendor
 
 IMAGES = {
@@ -235,4 +238,42 @@ async def test_contentful_without_a_default_locale_is_malformed() -> None:
     vendor.failures.append(Failure(200, {"sys": {"type": "Array"}, "items": []}))
     async with vendor.adapter() as adapter:
         with pytest.raises(MalformedContent, match="default locale"):
+            await adapter.fetch_page("home")
+
+
+async def test_real_socket_timeouts_and_refused_connections_are_unavailable() -> None:
+    release = asyncio.Event()
+    handlers: list[asyncio.Task[None]] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)  # type: ignore[arg-type]
+        await reader.read(65536)  # read the request, never answer
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sleeps: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    try:
+        async with StrapiAdapter(
+            f"http://127.0.0.1:{port}", "t", timeout=0.2, retries=1, sleep=no_sleep
+        ) as adapter:
+            started = time.monotonic()
+            with pytest.raises(CMSUnavailable, match="timed out"):
+                await adapter.fetch_page("home")
+            assert time.monotonic() - started < 2
+            assert sleeps == [0.2]
+    finally:
+        release.set()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        server.close()
+        await server.wait_closed()
+    async with StrapiAdapter(f"http://127.0.0.1:{port}", "t", retries=0) as adapter:
+        with pytest.raises(CMSUnavailable, match="cannot connect"):
             await adapter.fetch_page("home")
