@@ -14,6 +14,9 @@ An unknown slug is cached as `Entry(None, ...)` for `not_found_ttl` seconds.
 Concurrent fetches of one key share one upstream call (single flight), and a
 caller that goes away never cancels a fetch others wait on. An invalidation
 while a fetch is in flight keeps that fetch's (older) result out of the cache.
+
+`ContentCache.metrics` counts hits, misses, stale serves and upstream latency;
+`metrics.prometheus(cms)` renders them for a metrics endpoint.
 """
 
 from __future__ import annotations
@@ -68,6 +71,34 @@ class CacheMetrics:
         self.upstream_seconds_max = max(self.upstream_seconds_max, seconds)
         self.upstream_seconds.append(seconds)
         del self.upstream_seconds[:-1000]
+
+    def prometheus(self, cms: str) -> str:
+        """The counters in Prometheus text format, ready for a `/metrics` endpoint."""
+        label = f'{{cms="{cms}"}}'
+        lines = []
+        for name in (
+            "hits",
+            "misses",
+            "stale_served",
+            "stale_if_error_served",
+            "not_found_hits",
+            "upstream_calls",
+            "upstream_errors",
+            "refresh_errors",
+            "backend_errors",
+            "invalidations",
+        ):
+            metric = f"tessera_content_cache_{name}_total"
+            lines += [f"# TYPE {metric} counter", f"{metric}{label} {getattr(self, name)}"]
+        metric = "tessera_content_upstream_seconds"
+        lines.append(f"# TYPE {metric} summary")
+        recent = sorted(self.upstream_seconds)
+        for quantile in (0.5, 0.9, 0.99):
+            value = recent[min(len(recent) - 1, int(len(recent) * quantile))] if recent else 0.0
+            lines.append(f'{metric}{{cms="{cms}",quantile="{quantile}"}} {value:.6f}')
+        lines.append(f"{metric}_sum{label} {self.upstream_seconds_total:.6f}")
+        lines.append(f"{metric}_count{label} {self.upstream_calls}")
+        return "\n".join(lines) + "\n"
 
     def snapshot(self) -> dict[str, float]:
         """Every counter as a flat dict (latency list left out)."""

@@ -413,3 +413,20 @@ async def test_metrics_snapshot_counts_upstream_latency(
     assert snapshot["upstream_calls"] == 1
     assert snapshot["upstream_seconds_total"] >= 0
     assert "upstream_seconds" not in snapshot
+
+
+async def test_metrics_render_as_prometheus_text(
+    adapter: CountingAdapter, clock: FakeClock
+) -> None:
+    content = make(adapter, Cache(Cache.MEMORY), clock)
+    await content.get_page("home")
+    await content.get_page("home")
+    clock.now += 70
+    await content.get_page("home")
+    await settle(content)
+    text = content.metrics.prometheus("contentful")
+    assert 'tessera_content_cache_hits_total{cms="contentful"} 1\n' in text
+    assert 'tessera_content_cache_misses_total{cms="contentful"} 1\n' in text
+    assert 'tessera_content_cache_stale_served_total{cms="contentful"} 1\n' in text
+    assert 'tessera_content_upstream_seconds_count{cms="contentful"} 2\n' in text
+    assert 'tessera_content_upstream_seconds{cms="contentful",quantile="0.99"}' in text
