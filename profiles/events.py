@@ -10,12 +10,18 @@ from typing import Any
 
 
 class EventType(StrEnum):
-    """The event types the minimal tracker understands."""
+    """The event types Tessera ingests (documented in docs/profile.md)."""
 
     PAGE_VIEW = "page_view"
     CLICK = "click"
     ADD_TO_CART = "add_to_cart"
     PURCHASE = "purchase"
+    BLOCK_VIEW = "block_view"
+    REMOVE_FROM_CART = "remove_from_cart"
+    SEARCH = "search"
+    IDENTIFY = "identify"
+    CONSENT = "consent"
+    CUSTOM = "custom"
 
 
 _KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")

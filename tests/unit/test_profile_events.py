@@ -156,5 +156,16 @@ def test_update_paths_never_conflict() -> None:
 
 
 def test_event_types_are_strings() -> None:
-    assert [t.value for t in EventType] == ["page_view", "click", "add_to_cart", "purchase"]
+    assert [t.value for t in EventType] == [
+        "page_view",
+        "click",
+        "add_to_cart",
+        "purchase",
+        "block_view",
+        "remove_from_cart",
+        "search",
+        "identify",
+        "consent",
+        "custom",
+    ]
     assert EventType("purchase") is EventType.PURCHASE
