@@ -355,7 +355,11 @@ def parse_event(
     context = _context(raw.get("context"), c, defaults)
     props = _properties(raw.get("properties"), c)
     if kind is not None:
-        _type_rules(kind, props, user_id, c)
+        already = {p.field for p in c.problems}
+        rules = _Collector(index)
+        _type_rules(kind, props, user_id, rules)
+        # A field already reported (e.g. a negative price) is not also "missing".
+        c.problems.extend(p for p in rules.problems if p.field not in already)
     if c.problems:
         return c.problems
     assert kind is not None
