@@ -12,6 +12,18 @@ from resolvers.permissions import IsAdmin
 from resolvers.query import TesseraInfo, jsonable
 
 
+def exportable(value: object) -> object:
+    """Stored documents as JSON: dates as ISO 8601, ObjectIds and other BSON as strings."""
+    value = jsonable(value)
+    if isinstance(value, dict):
+        return {key: exportable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [exportable(item) for item in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
 @strawberry.type(description="The outcome of `eraseVisitor` (personal data is not echoed).")
 class EraseResult:
     erased: int = strawberry.field(description="Documents deleted (0 when already erased).")
@@ -29,7 +41,7 @@ class GdprQuery:
         """Profile, aliases, identities, events, exposures and consent history."""
         database = info.context.services.store.collection.database
         exported = await export_subject(database, str(id))
-        return None if exported is None else cast(JSON, jsonable(exported))
+        return None if exported is None else cast(JSON, exportable(exported))
 
 
 @strawberry.type
