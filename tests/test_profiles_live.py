@@ -18,7 +18,9 @@ EXPORT = "query($id: ID!) { exportVisitor(id: $id) }"
 ERASE = "mutation($id: ID!) { eraseVisitor(id: $id) { erased deleted auditId } }"
 TRACK_BATCH = """
 mutation($events: [EventInput!]!) {
-  trackBatch(events: $events) { accepted duplicates dropped rejected errors { index field message } }
+  trackBatch(events: $events) {
+    accepted duplicates dropped rejected errors { index field message }
+  }
 }
 """
 
