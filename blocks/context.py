@@ -57,11 +57,11 @@ def _decayed(value: Any, now: datetime, half_life_days: float) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return value
+        return float(value)
     if not isinstance(value, Mapping) or not isinstance(value.get("v"), (int, float)):
         return None
     days = (_minutes_since(value.get("t"), now) or 0.0) / 1440.0
-    return round(float(value["v"]) * 0.5 ** (days / half_life_days), 4)
+    return round(float(value["v"] * 0.5 ** (days / half_life_days)), 4)
 
 
 def _scores(raw: Any, now: datetime, half_life_days: float) -> dict[str, float]:

@@ -11,6 +11,7 @@ from pymongo.errors import OperationFailure
 EVENTS = "events"
 CONSENT_LOG = "consent_log"
 AUDIT = "audit"
+PENDING = "pending_commits"
 TTL_INDEX = "events_ttl"
 
 
@@ -21,9 +22,7 @@ async def ensure_indexes(database: AsyncDatabase[dict[str, Any]], *, retention_d
         [("visitorId", ASCENDING), ("timestamp", DESCENDING)], name="events_visitor"
     )
     await events.create_index([("userId", ASCENDING)], name="events_user", sparse=True)
-    await events.create_index(
-        [("applied", ASCENDING), ("receivedAt", ASCENDING)], name="events_unapplied"
-    )
+    await events.create_index([("commit", ASCENDING)], name="events_commit")
     seconds = int(retention_days * 86400)
     try:
         await events.create_index(

@@ -6,18 +6,20 @@ in flight the next requests queue; each commit takes everything queued (up to
 
 1. reads the visitors' profiles (one query) to apply consent: without
    analytics consent events are dropped, not stored;
-2. inserts the events with one unordered `insert_many` under journaled write
-   concern (`j: true`): `_id` is the event id, so a retried event is a
-   duplicate key, counted and never applied twice;
+2. writes a marker for the commit (`pending_commits`), then inserts the events
+   with one unordered `insert_many` under journaled write concern (`j: true`,
+   which also flushes the marker written before it): `_id` is the event id, so
+   a retried event is a duplicate key, counted and never applied twice; each
+   stored event names its commit;
 3. applies the new events to each profile (a version-checked replace,
-   retried on conflict), then links identities;
-4. marks the events applied.
+   retried on conflict; the profile records the commit id), links identities,
+   and deletes the marker.
 
 Only then are the requests answered, so a 2xx means the events are on disk
 and the profile already reflects them. If step 2 fails the requests get
 `IngestUnavailable` (HTTP 503 + Retry-After) and nothing is acknowledged; if
-step 3 or 4 fails the events are durable and `reconcile()` (at start-up and
-periodically) applies them, skipping any the profile already recorded.
+step 3 fails the events are durable and `reconcile()` (at start-up and every
+30 s) applies the marked commits to every profile that does not list them yet.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +42,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from profiles.events import EventType
 from profiles.identity import finish_merge, link, redirect
-from profiles.indexes import CONSENT_LOG, EVENTS
+from profiles.indexes import CONSENT_LOG, EVENTS, PENDING
 from profiles.store import MAX_HOPS, PROFILES
 from profiles.traits import apply_events
 from profiles.validation import Event
@@ -117,6 +120,7 @@ class Ingestor:
             CONSENT_LOG, write_concern=journaled
         )
         self.profiles: AsyncCollection[Doc] = database[PROFILES]
+        self.pending: AsyncCollection[Doc] = database[PENDING]
         self.clock = clock
         self.half_life_days = half_life_days
         self.consent = consent
@@ -239,6 +243,7 @@ class Ingestor:
 
     async def _flush(self, requests: Sequence[Sequence[Event]]) -> list[IngestOutcome]:
         now = self.clock()
+        commit = uuid.uuid4().hex
         outcomes = [IngestOutcome() for _ in requests]
         tagged = [(i, e) for i, events in enumerate(requests) for e in events]
         owner, docs = await self._canonical({e.visitor_id for _, e in tagged})
@@ -258,36 +263,47 @@ class Ingestor:
                     stored.append((i, event))
                 else:
                     outcomes[i].dropped += 1
-        new: list[tuple[int, Event]] = []
-        new += await self._insert(self.events, stored, outcomes, lambda e: e.document())
-        new += await self._insert(self.consent_log, consents, outcomes, _consent_record)
-        # Apply to profiles; events already durable, so failures here are reconciled later.
-        grouped: dict[str, list[Event]] = defaultdict(list)
-        for _, event in new:
-            grouped[owner[event.visitor_id]].append(event)
-        try:
-            results = await asyncio.gather(
-                *(self._write(pid, events, docs.get(pid), now) for pid, events in grouped.items())
-            )
-            for _, event in new:
-                if event.type is EventType.IDENTIFY and event.user_id:
-                    await link(self.database, owner[event.visitor_id], event.user_id, now)
-            applied = [e.event_id for _, e in new if e.type is not EventType.CONSENT]
-            if applied:
-                await self.events.with_options(write_concern=WriteConcern(w=1)).update_many(
-                    {"_id": {"$in": applied}}, {"$set": {"applied": True}}
-                )
-        except PyMongoError as exc:
-            logger.warning(
-                "events stored but not yet applied to profiles (reconciled later): %s", exc
-            )
+        if not stored and not consents:
             return outcomes
-        written = dict(zip(grouped, results, strict=True))
+        # The marker precedes the events in the journal, so the journaled insert
+        # below makes it durable too; it is removed once the profiles hold the commit.
+        await self.pending.insert_one({"_id": commit, "at": now})
+        new: list[tuple[int, Event]] = []
+        new += await self._insert(self.events, stored, outcomes, lambda e: e.document(commit))
+        new += await self._insert(
+            self.consent_log, consents, outcomes, lambda e: _consent_record(e, commit)
+        )
+        try:
+            written = await self._apply(commit, [e for _, e in new], owner, docs, now)
+            await self.pending.delete_one({"_id": commit})
+        except PyMongoError as exc:
+            logger.warning("events stored, profiles not yet updated (reconciled later): %s", exc)
+            return outcomes
         for i, event in tagged:
             profile = written.get(owner[event.visitor_id]) or docs.get(owner[event.visitor_id])
             if profile is not None:
                 outcomes[i].profiles[event.visitor_id] = profile
         return outcomes
+
+    async def _apply(
+        self,
+        commit: str,
+        events: Sequence[Event],
+        owner: dict[str, str],
+        docs: dict[str, Doc],
+        now: datetime,
+    ) -> dict[str, Doc]:
+        """Apply one commit's new events to their profiles, then link identities."""
+        grouped: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            grouped[owner[event.visitor_id]].append(event)
+        results = await asyncio.gather(
+            *(self._write(pid, items, docs.get(pid), now, commit) for pid, items in grouped.items())
+        )
+        for event in events:
+            if event.type is EventType.IDENTIFY and event.user_id:
+                await link(self.database, owner[event.visitor_id], event.user_id, now)
+        return {pid: doc for pid, doc in zip(grouped, results, strict=True) if doc is not None}
 
     async def _insert(
         self,
@@ -322,8 +338,8 @@ class Ingestor:
         return new
 
     async def _write(
-        self, profile_id: str, events: list[Event], guess: Doc | None, now: datetime
-    ) -> Doc:
+        self, profile_id: str, events: list[Event], guess: Doc | None, now: datetime, commit: str
+    ) -> Doc | None:
         """Apply `events` to `profile_id` with a version check, retrying on conflict."""
         current = guess
         fresh = guess is None
@@ -338,8 +354,15 @@ class Ingestor:
                 profile_id = target
                 continue
             updated = apply_events(
-                current, profile_id, events, now=now, half_life_days=self.half_life_days
+                current,
+                profile_id,
+                events,
+                now=now,
+                half_life_days=self.half_life_days,
+                commit=commit,
             )
+            if updated is None:  # this commit is already in the profile
+                return current
             if current is None:
                 try:
                     await self.profiles.insert_one(updated)
@@ -357,35 +380,29 @@ class Ingestor:
 
     # -- reconciliation ----------------------------------------------------------
 
-    async def reconcile(
-        self, *, grace: timedelta = timedelta(seconds=10), limit: int = 1000
-    ) -> int:
-        """Apply stored events a failed commit left unapplied; returns how many."""
+    async def reconcile(self, *, grace: timedelta = timedelta(seconds=10)) -> int:
+        """Apply the events of commits that stored events but did not finish; returns how many."""
         cutoff = self.clock() - grace
-        cursor = self.events.find({"applied": False, "receivedAt": {"$lte": cutoff}}).limit(limit)
-        events = [Event.from_document(doc) async for doc in cursor]
-        if not events:
-            return 0
-        now = self.clock()
-        owner, _ = await self._canonical({e.visitor_id for e in events})
-        grouped: dict[str, list[Event]] = defaultdict(list)
-        for event in events:
-            grouped[owner[event.visitor_id]].append(event)
-        for pid, items in grouped.items():
-            await self._write(pid, items, None, now)
-        for event in events:
-            if event.type is EventType.IDENTIFY and event.user_id:
-                await link(self.database, owner[event.visitor_id], event.user_id, now)
-        await self.events.update_many(
-            {"_id": {"$in": [e.event_id for e in events]}}, {"$set": {"applied": True}}
-        )
-        logger.info("reconciled %d stored events into profiles", len(events))
-        return len(events)
+        applied = 0
+        async for marker in self.pending.find({"at": {"$lte": cutoff}}).limit(100):
+            commit = str(marker["_id"])
+            events = [Event.from_document(d) async for d in self.events.find({"commit": commit})]
+            async for record in self.consent_log.find({"commit": commit}):
+                events.append(_consent_event(record))
+            now = self.clock()
+            owner, _ = await self._canonical({e.visitor_id for e in events})
+            await self._apply(commit, events, owner, {}, now)
+            await self.pending.delete_one({"_id": commit})
+            applied += len(events)
+        if applied:
+            logger.info("reconciled %d stored events into profiles", applied)
+        return applied
 
 
-def _consent_record(event: Event) -> Doc:
+def _consent_record(event: Event, commit: str) -> Doc:
     record: Doc = {
         "_id": event.event_id,
+        "commit": commit,
         "visitorId": event.visitor_id,
         "at": event.timestamp,
         "receivedAt": event.received_at,
@@ -395,3 +412,19 @@ def _consent_record(event: Event) -> Doc:
         if key in event.properties:
             record[key] = event.properties[key]
     return record
+
+
+def _consent_event(record: Doc) -> Event:
+    """The consent event a consent-log record was made from (for reconciliation)."""
+    properties: dict[str, Any] = {
+        k: record[k] for k in ("analytics", "personalization") if k in record
+    }
+    properties["source"] = record.get("source", "event")
+    return Event(
+        event_id=str(record["_id"]),
+        type=EventType.CONSENT,
+        visitor_id=str(record["visitorId"]),
+        timestamp=record["at"],
+        received_at=record.get("receivedAt") or record["at"],
+        properties=properties,
+    )

@@ -18,7 +18,8 @@ from profiles.validation import Event
 
 SESSION_GAP = timedelta(minutes=30)
 RECENTLY_VIEWED = 20
-RECENT_EVENT_IDS = 512
+# Commits whose events a profile already holds (so reconciliation never re-applies).
+RECENT_COMMITS = 64
 MAX_CART_LINES = 100
 _COUNTERS = {
     EventType.PAGE_VIEW: "pageViews",
@@ -175,19 +176,17 @@ def apply_events(
     *,
     now: datetime,
     half_life_days: float,
-) -> dict[str, Any]:
-    """The profile after `events` (in timestamp order); already-applied ids are skipped."""
+    commit: str,
+) -> dict[str, Any] | None:
+    """The profile after `events` (in timestamp order), or None if `commit` is applied."""
     doc = copy.deepcopy(dict(profile)) if profile is not None else new_profile(profile_id, now)
-    applied: list[str] = list(doc.get("recentEventIds") or ())
-    seen = set(applied)
+    commits: list[str] = list(doc.get("commits") or ())
+    if commit in commits:
+        return None
     doc["decay"] = {"halfLifeDays": half_life_days}
     for event in sorted(events, key=lambda e: e.timestamp):
-        if event.event_id in seen:
-            continue
-        seen.add(event.event_id)
-        applied.append(event.event_id)
         _apply_one(doc, event, half_life_days)
-    doc["recentEventIds"] = applied[-RECENT_EVENT_IDS:]
+    doc["commits"] = [*commits, commit][-RECENT_COMMITS:]
     doc["updatedAt"] = now
     doc["version"] = int(doc.get("version", 0)) + 1
     return doc
@@ -298,8 +297,8 @@ def merge_profiles(
         not t_consent or (_aware(s_consent.get("at")) or now) > (_aware(t_consent.get("at")) or now)
     ):
         doc["consent"] = dict(s_consent)
-    ids = [*(doc.get("recentEventIds") or ()), *(source.get("recentEventIds") or ())]
-    doc["recentEventIds"] = list(dict.fromkeys(ids))[-RECENT_EVENT_IDS:]
+    commits = [*(doc.get("commits") or ()), *(source.get("commits") or ())]
+    doc["commits"] = list(dict.fromkeys(commits))[-RECENT_COMMITS:]
     aliases = [*(doc.get("aliases") or ()), *(source.get("aliases") or ()), source["_id"]]
     doc["aliases"] = list(dict.fromkeys(aliases))
     if not doc.get("userId") and source.get("userId"):

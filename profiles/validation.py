@@ -72,7 +72,7 @@ class Event:
     block_id: str | None = None
     variant_id: str | None = None
 
-    def document(self) -> dict[str, Any]:
+    def document(self, commit: str) -> dict[str, Any]:
         """The MongoDB document stored in `events` (`_id` is the event id)."""
         doc: dict[str, Any] = {
             "_id": self.event_id,
@@ -82,7 +82,7 @@ class Event:
             "receivedAt": self.received_at,
             "context": dict(self.context),
             "properties": dict(self.properties),
-            "applied": False,
+            "commit": commit,
         }
         optional = {
             "userId": self.user_id,

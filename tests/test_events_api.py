@@ -40,7 +40,10 @@ async def test_json_array_is_stored_and_applied(
     db = mongo[database_name]
     stored = await db["events"].find({"visitorId": "v-1"}).to_list()
     assert {doc["_id"] for doc in stored} == {e["eventId"] for e in events}
-    assert all(doc["applied"] for doc in stored)
+    profile = await db["profiles"].find_one({"_id": "v-1"})
+    assert profile is not None
+    assert {doc["commit"] for doc in stored} <= set(profile["commits"])
+    assert await db["pending_commits"].count_documents({}) == 0
     profile = await db["profiles"].find_one({"_id": "v-1"})
     assert profile is not None
     assert profile["counts"] == {"page_view": 1, "add_to_cart": 1}

@@ -78,7 +78,8 @@ async def test_every_acknowledged_event_survives_a_crash(
         await asyncio.sleep(0.01)
     await asyncio.to_thread(own_server.kill)  # SIGKILL, mid-stream
     before_restart = len(acknowledged)
-    await asyncio.sleep(1.0)
+    # Longer than the driver's server selection timeout (2 s): requests must fail.
+    await asyncio.sleep(3.0)
     await asyncio.to_thread(own_server.start)
     deadline = asyncio.get_running_loop().time() + 30
     while len(acknowledged) < before_restart + 300:

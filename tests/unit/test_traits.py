@@ -26,8 +26,13 @@ def ev(kind: str, at: datetime = T0, visitor: str = "v", **props: Any) -> Event:
     return parsed
 
 
-def run(events: list[Event], profile: dict[str, Any] | None = None) -> dict[str, Any]:
-    return apply_events(profile, "v", events, now=T0, half_life_days=30.0)
+def run(
+    events: list[Event], profile: dict[str, Any] | None = None, commit: str | None = None
+) -> dict[str, Any]:
+    commit = commit or f"c{next(_ids)}"
+    doc = apply_events(profile, "v", events, now=T0, half_life_days=30.0, commit=commit)
+    assert doc is not None
+    return doc
 
 
 def test_sessions_split_after_thirty_idle_minutes() -> None:
@@ -52,10 +57,7 @@ def test_interests_decay_with_the_half_life_at_read_time() -> None:
     assert doc["interests"]["electronics"] == {"v": 2.0, "t": T0}
     assert profile_attributes(doc, T0)["interests"] == {"electronics": 2.0}
     assert profile_attributes(doc, T0 + timedelta(days=30))["interests"]["electronics"] == 1.0
-    later = apply_events(
-        doc, "v", [ev("page_view", T0 + timedelta(days=60), category="electronics")],
-        now=T0, half_life_days=30.0,
-    )  # fmt: skip
+    later = run([ev("page_view", T0 + timedelta(days=60), category="electronics")], doc)
     assert later["interests"]["electronics"]["v"] == pytest.approx(1.5)
 
 
@@ -94,11 +96,12 @@ def test_device_and_country_come_from_the_latest_event() -> None:
     assert (doc["traits"]["device"], doc["traits"]["country"]) == ("mobile", "DE")
 
 
-def test_applying_the_same_event_twice_counts_once() -> None:
+def test_a_commit_is_applied_once() -> None:
     event = ev("purchase", revenue=5.0)
-    doc = run([event, event])
-    doc = run([event], doc)
+    doc = run([event], commit="c-1")
+    assert apply_events(doc, "v", [event], now=T0, half_life_days=30.0, commit="c-1") is None
     assert doc["traits"]["orders"] == 1
+    assert doc["commits"] == ["c-1"]
 
 
 def test_consent_event_updates_consent() -> None:
@@ -111,16 +114,13 @@ def test_consent_event_updates_consent() -> None:
 def test_merge_sums_counts_combines_decayed_interests_and_bounds_lists() -> None:
     known = run([ev("purchase", revenue=100.0, category="outdoor")])
     known["_id"] = "known"
-    anon = apply_events(
-        None,
-        "anon",
+    anon = run(
         [
             ev("page_view", T0 - timedelta(days=30), productId="X", category="outdoor"),
             ev("add_to_cart", T0 - timedelta(days=30), productId="X", price=3.0),
-        ],
-        now=T0,
-        half_life_days=30.0,
+        ]
     )
+    anon["_id"] = "anon"
     merged = merge_profiles(known, anon, now=T0)
     assert merged["counts"] == {"purchase": 1, "page_view": 1, "add_to_cart": 1}
     assert merged["traits"]["orders"] == 1
