@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-
-from profiles.events import TrackedEvent, profile_update
 
 PROFILES = "profiles"
 # A merged visitor's profile is a stub naming the profile it merged into.
@@ -31,17 +28,6 @@ class ProfileStore:
             if target is None:
                 return document
             document = await self.collection.find_one({"_id": target})
-        return document
-
-    async def apply(self, event: TrackedEvent) -> dict[str, Any]:
-        """Apply `event` to its visitor's profile (creating it) and return the result."""
-        document = await self.collection.find_one_and_update(
-            {"_id": event.visitor_id},
-            profile_update(event),
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert document is not None  # upsert with AFTER always returns the document
         return document
 
     async def seed(self, profiles: Sequence[Mapping[str, Any]]) -> int:

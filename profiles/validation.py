@@ -338,13 +338,13 @@ def parse_event(
                 "type", f"unknown type {raw_type!r}; expected one of {[t.value for t in EventType]}"
             )
     event_id = c.string(raw, "eventId", "eventId", max_len=128, pattern=EVENT_ID)
-    if event_id is None and "eventId" not in raw:
+    if event_id is None and raw.get("eventId") is None:
         if require_event_id or generated_id is None:
             c.add("eventId", "is required (a client-generated unique id, e.g. a UUID)")
         else:
             event_id = generated_id
     visitor_id = c.string(raw, "visitorId", "visitorId", max_len=128, pattern=VISITOR_ID)
-    if visitor_id is None and "visitorId" not in raw:
+    if visitor_id is None and raw.get("visitorId") is None:
         visitor_id = defaults.visitor_id
         if visitor_id is None:
             c.add("visitorId", "is required (or send the tsr_vid cookie / X-Visitor-Id header)")
