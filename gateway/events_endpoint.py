@@ -171,6 +171,7 @@ async def events_endpoint(request: Request) -> Response:
             now=now,
             max_skew=timedelta(seconds=limits.max_skew_seconds),
             defaults=defaults,
+            may_identify=auth.allows(Permission.ADMIN),
         )
         if isinstance(parsed, Event):
             good.append(parsed)

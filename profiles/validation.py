@@ -307,6 +307,12 @@ def _type_rules(
         c.add("properties.name", "custom events need a name")
 
 
+IDENTIFY_NEEDS_SECRET = (
+    "identify needs an admin key: send it from your server once the user has logged in "
+    "(a publishable key could link any visitor to any user)"
+)
+
+
 def parse_event(
     raw: Any,
     index: int,
@@ -316,6 +322,7 @@ def parse_event(
     defaults: RequestDefaults = RequestDefaults(),
     require_event_id: bool = True,
     generated_id: str | None = None,
+    may_identify: bool = True,
 ) -> Event | list[Problem]:
     """The validated event, or every problem found in it (none is left unsaid)."""
     c = _Collector(index)
@@ -354,6 +361,8 @@ def parse_event(
     timestamp = _timestamp(raw.get("timestamp"), c)
     context = _context(raw.get("context"), c, defaults)
     props = _properties(raw.get("properties"), c)
+    if kind is EventType.IDENTIFY and not may_identify:
+        c.add("type", IDENTIFY_NEEDS_SECRET)
     if kind is not None:
         already = {p.field for p in c.problems}
         rules = _Collector(index)

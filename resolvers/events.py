@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import strawberry
 
+from gateway.auth import Permission
 from profiles.ingest import IngestOutcome, IngestUnavailable
 from profiles.validation import Event, Problem, RequestDefaults, parse_event
 from resolvers.errors import BadUserInput, ProfileUnavailable
@@ -38,6 +39,7 @@ def validate_inputs(
     defaults = RequestDefaults(
         visitor_id=ctx.visitor.id, user_agent=facts.user_agent, country=facts.country
     )
+    principal = ctx.principal
     now = services.clock()
     skew = timedelta(seconds=services.ingest_limits.max_skew_seconds)
     events: list[Event] = []
@@ -51,6 +53,7 @@ def validate_inputs(
             defaults=defaults,
             require_event_id=False,
             generated_id=uuid.uuid4().hex,
+            may_identify=principal is not None and principal.allows(Permission.ADMIN),
         )
         if isinstance(parsed, Event):
             events.append(parsed)

@@ -30,7 +30,8 @@ def event(kind: str = "page_view", visitor: str = "v", **fields: Any) -> dict[st
 
 
 async def post(client: httpx.AsyncClient, events: list[dict[str, Any]]) -> httpx.Response:
-    response = await client.post("/v1/events", json=events, headers=INGEST)
+    """Post as a server would (admin key): `identify` needs one."""
+    response = await client.post("/v1/events", json=events, headers=ADMIN)
     assert response.status_code == 200, response.text
     return response
 
@@ -106,6 +107,26 @@ async def test_identify_merges_the_anonymous_profile_into_the_known_one(
 async def _stub_version(db: Any) -> int:
     stub = await db["profiles"].find_one({"_id": "laptop"})
     return int(stub["version"])
+
+
+async def test_a_publishable_key_cannot_identify(
+    client: httpx.AsyncClient, mongo: Mongo, database_name: str
+) -> None:
+    # Otherwise a browser could link its visitor to any user and read their profile.
+    batch = [event(visitor="intruder"), event("identify", "intruder", userId="alice")]
+    response = await client.post("/v1/events", json=batch, headers=INGEST)
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (1, [1])
+    assert body["errors"][0]["field"] == "type"
+    assert body["errors"][0]["message"].startswith("identify needs an admin key")
+    track = await graphql(
+        client,
+        TRACK_BATCH,
+        {"events": [{"type": "IDENTIFY", "visitorId": "intruder", "userId": "alice"}]},
+        headers=INGEST,
+    )
+    assert track.json()["data"]["trackBatch"]["rejected"] == [0]
+    assert await mongo[database_name]["identities"].find_one({"_id": "alice"}) is None
 
 
 async def test_concurrent_merges_are_safe(
