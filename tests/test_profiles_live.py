@@ -37,13 +37,17 @@ async def post(client: httpx.AsyncClient, events: list[dict[str, Any]]) -> httpx
 
 
 async def test_hundred_concurrent_updates_to_one_profile_are_exact(
-    client: httpx.AsyncClient, mongo: Mongo, database_name: str
+    client: httpx.AsyncClient, mongo: Mongo, database_name: str, running_app: Any
 ) -> None:
+    ingestor = running_app[0].state.services.ingestor
+    commits_before = ingestor.commits
     one = {"productId": "A", "price": 2.5, "category": "outdoor"}
     responses = await asyncio.gather(
         *(post(client, [event("add_to_cart", "hot", properties=one)]) for _ in range(100))
     )
     assert sum(r.json()["accepted"] for r in responses) == 100
+    # Group commit: concurrent requests shared commits.
+    assert ingestor.commits - commits_before < 50
     profile = await mongo[database_name]["profiles"].find_one({"_id": "hot"})
     assert profile is not None
     assert profile["counts"]["add_to_cart"] == 100
