@@ -364,6 +364,13 @@ class Ingestor:
             if updated is None:  # this commit is already in the profile
                 return current
             if current is None:
+                # A new profile starts from the configured consent defaults.
+                defaults = {
+                    "analytics": self.consent.analytics,
+                    "personalization": self.consent.personalization,
+                    "source": "default",
+                }
+                updated["consent"] = {**defaults, **(updated.get("consent") or {})}
                 try:
                     await self.profiles.insert_one(updated)
                 except DuplicateKeyError:

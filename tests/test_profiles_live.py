@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -252,3 +253,25 @@ async def test_indexes_exist_and_retention_can_change(mongo: Mongo, database_nam
     info = await db["events"].index_information()
     assert info["events_ttl"]["expireAfterSeconds"] == 7 * 86400
     assert "events_visitor" in info
+
+
+async def test_default_personalization_consent_applies_to_new_profiles(
+    mongo: Mongo, database_name: str, clock: Any
+) -> None:
+    from profiles.ingest import ConsentDefaults, Ingestor
+    from profiles.validation import Event, parse_event
+
+    ingestor = Ingestor(
+        mongo[database_name], clock=clock, consent=ConsentDefaults(personalization=False)
+    )
+    ingestor.start(reconcile_every=3600)
+    raw = {"type": "page_view", "eventId": "opt-in-1", "visitorId": "eu"}
+    parsed = parse_event(raw, 0, now=clock.now, max_skew=timedelta(days=1))
+    assert isinstance(parsed, Event)
+    try:
+        await ingestor.submit([parsed])
+    finally:
+        await ingestor.stop()
+    profile = await mongo[database_name]["profiles"].find_one({"_id": "eu"})
+    assert profile is not None
+    assert profile["consent"] == {"analytics": True, "personalization": False, "source": "default"}
