@@ -49,6 +49,47 @@ def _minutes_since(moment: Any, now: datetime) -> float | None:
     return max(0.0, elapsed / 60.0)
 
 
+DEFAULT_HALF_LIFE_DAYS = 30.0
+
+
+def _decayed(value: Any, now: datetime, half_life_days: float) -> float | None:
+    """A stored score (`{v, t}`, or a plain number as seeded) decayed to `now`."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, Mapping) or not isinstance(value.get("v"), (int, float)):
+        return None
+    days = (_minutes_since(value.get("t"), now) or 0.0) / 1440.0
+    return round(float(value["v"] * 0.5 ** (days / half_life_days)), 4)
+
+
+def _scores(raw: Any, now: datetime, half_life_days: float) -> dict[str, float]:
+    if not isinstance(raw, Mapping):
+        return {}
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        score = _decayed(value, now, half_life_days)
+        if score is not None:
+            out[str(key)] = score
+    return out
+
+
+def _rfm(traits: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    since = _minutes_since(traits.get("lastOrderAt"), now)
+    return {
+        "recency_days": None if since is None else round(since / 1440.0, 2),
+        "frequency": traits.get("orders", 0),
+        "monetary": traits.get("ltv", 0),
+    }
+
+
+def personalization_allowed(profile: Mapping[str, Any] | None) -> bool:
+    """False when the visitor withdrew personalization consent."""
+    consent = (profile or {}).get("consent")
+    return not (isinstance(consent, Mapping) and consent.get("personalization") is False)
+
+
 def profile_attributes(profile: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
     """The profile's targetable attributes, with values derived at read time."""
     if profile is None:
@@ -62,10 +103,26 @@ def profile_attributes(profile: Mapping[str, Any] | None, now: datetime) -> dict
     since = _minutes_since(traits.get("lastSeen"), now)
     if since is not None:
         traits["minutesSinceLastSeen"] = round(since, 1)
+    if not cart.get("lines"):
+        cart.pop("lines", None)
     attributes: dict[str, Any] = {"known": True, "traits": traits, "cart": cart}
-    for key in ("counts", "interests", "scores", "userId"):
+    for key in ("counts", "scores", "userId"):
         if key in profile:
             attributes[key] = profile[key]
+    decay = profile.get("decay")
+    half_life = DEFAULT_HALF_LIFE_DAYS
+    if isinstance(decay, Mapping) and isinstance(decay.get("halfLifeDays"), (int, float)):
+        half_life = float(decay["halfLifeDays"]) or DEFAULT_HALF_LIFE_DAYS
+    for key in ("interests", "tags"):
+        if key in profile:
+            attributes[key] = _scores(profile[key], now, half_life)
+    attributes["rfm"] = _rfm(traits, now)
+    if "recentlyViewed" in profile:
+        attributes["recentlyViewed"] = [
+            {k: v for k, v in item.items() if k in ("productId", "category")}
+            for item in profile.get("recentlyViewed") or ()
+            if isinstance(item, Mapping)
+        ]
     return attributes
 
 
@@ -92,6 +149,8 @@ def build_context(
         "hour": now.hour,
         "dayOfWeek": now.isoweekday(),
     }
+    # Without personalization consent the page renders as if no profile could be read.
+    profile_available = profile_available and personalization_allowed(profile)
     if profile_available:
         attributes.update(profile_attributes(profile, now))
     members = audiences.memberships(attributes, groups) if profile_available else frozenset()

@@ -22,16 +22,19 @@ from cms_adapters.content_cache import ContentCache
 from cms_adapters.filesystem import FilesystemAdapter
 from cms_adapters.invalidation import Invalidator, PurgeSink
 from gateway.embedded_mongo import EmbeddedMongo
+from gateway.events_endpoint import events_endpoint
 from gateway.graphql_view import TesseraGraphQL
 from gateway.page_cache import PageResponseCache
 from gateway.settings import DEMO_DIR, Settings
 from gateway.visitor import VisitorMiddleware
 from gateway.webhooks import webhook
 from profiles.audiences import AudienceCatalog, AudienceRepository
+from profiles.indexes import ensure_indexes
+from profiles.ingest import ConsentDefaults, Ingestor
 from profiles.reader import BudgetedProfileReader
 from profiles.seed import seed_demo
 from profiles.store import ProfileStore
-from resolvers.context import Services
+from resolvers.context import IngestLimits, Services
 from resolvers.schema import build_schema
 
 logger = logging.getLogger(__name__)
@@ -143,6 +146,22 @@ def create_app(
             await audiences.refresh()
             audiences.start()
             stack.push_async_callback(audiences.stop)
+            try:
+                await ensure_indexes(database, retention_days=settings.event_retention_days)
+            except PyMongoError as exc:
+                logger.warning("indexes not ensured, MongoDB unavailable: %s", exc)
+            ingestor = Ingestor(
+                database,
+                clock=clock,
+                half_life_days=settings.interest_half_life_days,
+                consent=ConsentDefaults(
+                    analytics=settings.default_analytics_consent,
+                    personalization=settings.default_personalization_consent,
+                ),
+                window=settings.event_commit_window_ms / 1000.0,
+            )
+            ingestor.start()
+            stack.push_async_callback(ingestor.stop)
             cms = adapter or build_adapter(settings)
             stack.push_async_callback(cms.aclose)
             cache = open_cache(settings.cache_url)
@@ -167,6 +186,12 @@ def create_app(
                 audiences=audiences,
                 clock=clock,
                 keys=settings.key_ring(),
+                ingestor=ingestor,
+                ingest_limits=IngestLimits(
+                    max_body_bytes=settings.max_event_body_bytes,
+                    max_events=settings.max_events_per_batch,
+                    max_skew_seconds=settings.event_max_skew_seconds,
+                ),
             )
             app.state.services = services
             app.state.mongo = client
@@ -201,6 +226,7 @@ def create_app(
                 VisitorMiddleware(page_cache or graphql, secure_cookie=settings.cookie_secure),
                 methods=["GET", "POST"],
             ),
+            Route("/v1/events", events_endpoint, methods=["POST", "OPTIONS"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/webhooks/{cms}", webhook, methods=["POST"]),

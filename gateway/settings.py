@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     sanity_token: SecretStr = SecretStr("")
     directus_url: str = ""
     directus_token: SecretStr = SecretStr("")
+    # Event ingestion and profiles (issue 5).
+    event_retention_days: float = Field(default=90.0, gt=0)
+    interest_half_life_days: float = Field(default=30.0, gt=0)
+    max_event_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_events_per_batch: int = Field(default=500, ge=1)
+    event_max_skew_seconds: float = Field(default=86_400.0, ge=0)
+    event_commit_window_ms: float = Field(default=2.0, ge=0)
+    default_analytics_consent: bool = True
+    default_personalization_consent: bool = True
 
     def key_ring(self) -> KeyRing:
         """The configured keys, ready to authenticate requests."""

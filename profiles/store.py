@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
-from profiles.events import TrackedEvent, profile_update
-
 PROFILES = "profiles"
+# A merged visitor's profile is a stub naming the profile it merged into.
+MAX_HOPS = 4
 
 
 class ProfileStore:
@@ -20,18 +19,15 @@ class ProfileStore:
         self.collection = database[PROFILES]
 
     async def get(self, visitor_id: str) -> dict[str, Any] | None:
-        """The visitor's profile document, or None for a visitor never seen."""
-        return await self.collection.find_one({"_id": visitor_id})
-
-    async def apply(self, event: TrackedEvent) -> dict[str, Any]:
-        """Apply `event` to its visitor's profile (creating it) and return the result."""
-        document = await self.collection.find_one_and_update(
-            {"_id": event.visitor_id},
-            profile_update(event),
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert document is not None  # upsert with AFTER always returns the document
+        """The visitor's profile document (following a merge), or None if never seen."""
+        document = await self.collection.find_one({"_id": visitor_id})
+        for _ in range(MAX_HOPS):
+            if document is None:
+                return None
+            target = document.get("mergedInto") or document.get("mergingInto")
+            if target is None:
+                return document
+            document = await self.collection.find_one({"_id": target})
         return document
 
     async def seed(self, profiles: Sequence[Mapping[str, Any]]) -> int:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from cms_adapters.content_cache import ContentCache
 from gateway.auth import KeyRing, Principal
 from profiles.audiences import AudienceCatalog
+from profiles.ingest import Ingestor
 from profiles.reader import BudgetedProfileReader
 from profiles.store import ProfileStore
 
@@ -26,6 +27,17 @@ class Services:
     audiences: AudienceCatalog
     clock: Callable[[], datetime]
     keys: KeyRing = field(default_factory=KeyRing)
+    ingestor: Ingestor | None = None
+    ingest_limits: IngestLimits = field(default_factory=lambda: IngestLimits())
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """Bounds on what one ingestion request may carry."""
+
+    max_body_bytes: int = 1_048_576
+    max_events: int = 500
+    max_skew_seconds: float = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)

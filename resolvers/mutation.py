@@ -1,14 +1,14 @@
-"""Root mutation: the minimal event tracker."""
+"""Root mutation: `track` one event for the current visitor."""
 
 from __future__ import annotations
 
 import strawberry
-from pymongo.errors import PyMongoError
 
 from blocks.context import build_context
-from profiles.events import EventError, TrackedEvent
-from resolvers.errors import BadUserInput, ProfileUnavailable
+from resolvers.errors import BadUserInput
+from resolvers.events import graphql_field, submit, validate_inputs
 from resolvers.inputs import EventInput
+from resolvers.permissions import CanIngest
 from resolvers.query import TesseraInfo, visitor_view
 from resolvers.request_facts import request_facts
 from resolvers.types import Visitor
@@ -16,44 +16,43 @@ from resolvers.types import Visitor
 
 @strawberry.type(description="The outcome of `track`.")
 class TrackResult:
-    accepted: bool
+    accepted: bool = strawberry.field(description="Stored now, or already stored (a retry).")
+    duplicate: bool = strawberry.field(description="The eventId was already stored.")
+    dropped: bool = strawberry.field(description="Not stored: the visitor withheld consent.")
     visitor: Visitor
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Record an event for the current visitor.")
+    @strawberry.mutation(
+        description="Record an event (for the current visitor unless it names one).",
+        permission_classes=[CanIngest],
+    )
     async def track(self, info: TesseraInfo, event: EventInput) -> TrackResult:
-        """Apply the event to the visitor's profile atomically."""
+        """Store the event durably, apply it to the profile, return the visitor."""
         ctx = info.context
         services = ctx.services
-        try:
-            tracked = TrackedEvent(
-                type=event.type,
-                visitor_id=ctx.visitor.id,
-                timestamp=services.clock(),
-                block_id=event.block_id,
-                variant_id=event.variant_id,
-                product_id=event.product_id,
-                category=event.category,
-                price=event.price,
-                quantity=event.quantity,
-                revenue=event.revenue,
+        events, problems = validate_inputs(info, [event])
+        if problems:
+            raise BadUserInput(
+                "; ".join(f"event.{graphql_field(p)}: {p.message}" for p in problems)
             )
-        except EventError as exc:
-            raise BadUserInput(f"event.{exc.field}: {exc.message}") from None
-        try:
-            profile = await services.store.apply(tracked)
-        except PyMongoError:
-            raise ProfileUnavailable(
-                "The event was not recorded: the profile store is unavailable; retry later."
-            ) from None
+        tracked = events[0]
+        outcome = await submit(info, events)
+        profile = outcome.profiles.get(tracked.visitor_id)
+        if profile is None:
+            profile = await services.store.get(tracked.visitor_id)
         targeting = build_context(
-            request=request_facts(ctx.request, ctx.visitor.id, None),
+            request=request_facts(ctx.request, tracked.visitor_id, None),
             profile=profile,
             audiences=services.audiences.current,
-            now=tracked.timestamp,
+            now=services.clock(),
             locale=None,
         )
-        visitor = visitor_view(dict(targeting.attributes), ctx.visitor.id, True)
-        return TrackResult(accepted=True, visitor=visitor)
+        visitor = visitor_view(dict(targeting.attributes), tracked.visitor_id, True)
+        return TrackResult(
+            accepted=outcome.accepted + outcome.duplicates > 0,
+            duplicate=outcome.duplicates > 0,
+            dropped=outcome.dropped > 0,
+            visitor=visitor,
+        )

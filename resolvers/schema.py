@@ -5,10 +5,13 @@ from __future__ import annotations
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from resolvers.errors import PublicError
+from resolvers.events import EventMutation
 from resolvers.extensions.depth_limit import depth_limit
+from resolvers.gdpr import GdprMutation, GdprQuery
 from resolvers.mutation import Mutation
 from resolvers.query import Query
 from resolvers.types import BLOCK_TYPES
@@ -39,8 +42,8 @@ class TesseraSchema(strawberry.Schema):
 def build_schema(max_depth: int = MAX_QUERY_DEPTH) -> strawberry.Schema:
     """The public schema; extensions are factories so each request gets fresh ones."""
     return TesseraSchema(
-        query=Query,
-        mutation=Mutation,
+        query=merge_types("Query", (Query, GdprQuery)),
+        mutation=merge_types("Mutation", (Mutation, EventMutation, GdprMutation)),
         types=BLOCK_TYPES,
         extensions=[
             lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),

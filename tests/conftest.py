@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from gateway.app import create_app
 from gateway.embedded_mongo import EmbeddedMongo
 from gateway.settings import DEMO_CONTENT_DIR, Settings
+from tests.graphql_helpers import ADMIN_KEY, PUBLISHABLE_KEY
 
 # Before the demo's Black Friday banner starts, so decisions are deterministic.
 FIXED_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -60,6 +61,8 @@ def settings(mongo_server: EmbeddedMongo, database_name: str, tmp_path: Path) ->
         content_dir=DEMO_CONTENT_DIR,
         state_dir=tmp_path / "state",
         profile_budget_ms=500,  # generous: CI machines are shared and noisy
+        publishable_keys=PUBLISHABLE_KEY,
+        admin_keys=ADMIN_KEY,
     )
 
 

@@ -6,6 +6,12 @@ from typing import Any
 
 import httpx
 
+# The keys the test settings configure (see conftest.py).
+PUBLISHABLE_KEY = "pk_test_tessera"
+ADMIN_KEY = "sk_test_tessera"
+INGEST = {"Authorization": f"Bearer {PUBLISHABLE_KEY}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
 PAGE_QUERY = """
 query Page($slug: String!, $locale: String, $context: RequestContextInput) {
   page(slug: $slug, locale: $locale, context: $context) {

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import Clock
-from tests.graphql_helpers import PAGE_QUERY, graphql, reasons, variants
+from tests.graphql_helpers import INGEST, PAGE_QUERY, graphql, reasons, variants
 
 VISITOR_QUERY = "{ visitor { id known audiences traits cart personalized } }"
 TRACK = """
@@ -266,7 +266,9 @@ async def test_tracking_switches_the_variant(client: httpx.AsyncClient) -> None:
     visitor = "shopper-1"
     assert variants(await page_for(client, visitor))["home-hero"] == "welcome-offer"
     for _ in range(3):
-        response = await graphql(client, TRACK, {"event": {"type": "PAGE_VIEW"}}, visitor=visitor)
+        response = await graphql(
+            client, TRACK, {"event": {"type": "PAGE_VIEW"}}, visitor=visitor, headers=INGEST
+        )
         assert response.json()["data"]["track"]["accepted"] is True
     assert variants(await page_for(client, visitor))["home-hero"] == "welcome-back"
     response = await graphql(
@@ -274,6 +276,7 @@ async def test_tracking_switches_the_variant(client: httpx.AsyncClient) -> None:
         TRACK,
         {"event": {"type": "PURCHASE", "revenue": 650.0, "productId": "TENT-4S"}},
         visitor=visitor,
+        headers=INGEST,
     )
     tracked = response.json()["data"]["track"]["visitor"]
     assert tracked["traits"]["orders"] == 1
@@ -289,14 +292,17 @@ async def test_track_updates_profile_atomically_in_mongodb(
     visitor = "busy-visitor"
     event = {"type": "ADD_TO_CART", "price": 10.5, "quantity": 2, "category": "outdoor"}
     responses = await asyncio.gather(
-        *(graphql(client, TRACK, {"event": event}, visitor=visitor) for _ in range(25))
+        *(
+            graphql(client, TRACK, {"event": event}, visitor=visitor, headers=INGEST)
+            for _ in range(25)
+        )
     )
     assert all(r.json()["data"]["track"]["accepted"] for r in responses)
     profile = await mongo[database_name]["profiles"].find_one({"_id": visitor})  # type: ignore[index]
     assert profile["cart"]["items"] == 50
     assert profile["cart"]["value"] == pytest.approx(525.0)
     assert profile["counts"]["add_to_cart"] == 25
-    assert profile["interests"]["outdoor"] == 25
+    assert profile["interests"]["outdoor"]["v"] == 25  # stored with its time; decayed on read
     assert profile["traits"]["firstSeen"] <= profile["traits"]["lastSeen"]
 
 
@@ -312,7 +318,7 @@ async def test_track_updates_profile_atomically_in_mongodb(
 async def test_bad_events_are_rejected_and_store_nothing(
     client: httpx.AsyncClient, mongo: object, database_name: str, event: dict, message: str
 ) -> None:
-    response = await graphql(client, TRACK, {"event": event}, visitor="careful")
+    response = await graphql(client, TRACK, {"event": event}, visitor="careful", headers=INGEST)
     body = response.json()
     assert body["data"] is None
     assert message in body["errors"][0]["message"]

@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.page_cache import PageResponseCache
 from gateway.settings import Settings
 from tests.conftest import Clock
-from tests.graphql_helpers import PAGE_QUERY, graphql, variants
+from tests.graphql_helpers import INGEST, PAGE_QUERY, graphql, variants
 
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148"
 
@@ -53,7 +53,10 @@ async def test_a_visitor_whose_decisions_change_gets_a_new_response(
     before = await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor="changing")
     for _ in range(3):
         await graphql(
-            client, "mutation { track(event: {type: PAGE_VIEW}) { accepted } }", visitor="changing"
+            client,
+            "mutation { track(event: {type: PAGE_VIEW}) { accepted } }",
+            visitor="changing",
+            headers=INGEST,
         )
     after = await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor="changing")
     assert variants(before.json()["data"]["page"])["home-hero"] == "welcome-offer"

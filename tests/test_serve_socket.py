@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gateway.embedded_mongo import free_port
-from tests.graphql_helpers import PAGE_QUERY, variants
+from tests.graphql_helpers import INGEST, PAGE_QUERY, PUBLISHABLE_KEY, variants
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -38,6 +38,7 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
         env |= {"STATE_DIR": str(state_dir), "PORT": str(self.port), "LOG_LEVEL": "WARNING"}
+        env |= {"PUBLISHABLE_KEYS": PUBLISHABLE_KEY}
         self.log = state_dir.parent / "gateway.log"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -91,7 +92,7 @@ def test_serve_on_embedded_defaults_and_keep_data_across_restarts(state_dir: Pat
                 tracked = client.post(
                     "/graphql",
                     json={"query": "mutation { track(event: {type: PAGE_VIEW}) { accepted } }"},
-                    headers={"X-Visitor-Id": "persistent"},
+                    headers={"X-Visitor-Id": "persistent", **INGEST},
                 )
                 assert tracked.json() == {"data": {"track": {"accepted": True}}}
     finally:

@@ -62,6 +62,7 @@ def test_known_profile_copies_targetable_keys_only() -> None:
         "interests": {"outdoor": 4},
         "scores": {"churn": 0.2},
         "userId": "u-9",
+        "rfm": {"recency_days": None, "frequency": 1, "monetary": 0},
     }
 
 
@@ -70,6 +71,7 @@ def test_known_profile_without_traits_or_cart() -> None:
         "known": True,
         "traits": {"pageViews": 0, "orders": 0, "ltv": 0},
         "cart": {},
+        "rfm": {"recency_days": None, "frequency": 0, "monetary": 0},
     }
 
 

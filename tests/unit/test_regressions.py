@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiocache import Cache
@@ -14,8 +14,8 @@ from blocks.parse import ContentError, ParsedPage, parse_page, parse_variant
 from cms_adapters.base import CMSAdapter
 from cms_adapters.content_cache import ContentCache
 from gateway.visitor import identify
-from profiles.events import EventError, EventType, TrackedEvent
 from profiles.reader import BudgetedProfileReader
+from profiles.validation import parse_event
 
 
 # 1 -------------------------------------------------------------------------------
@@ -76,14 +76,15 @@ def test_visitor_id_with_trailing_newline_is_rejected() -> None:
 
 
 def test_category_with_trailing_newline_is_rejected() -> None:
-    with pytest.raises(EventError) as info:  # today: accepted, becomes interests."outdoor\n"
-        TrackedEvent(
-            type=EventType.PAGE_VIEW,
-            visitor_id="v1",
-            timestamp=datetime(2026, 6, 1, tzinfo=UTC),
-            category="outdoor\n",
-        )
-    assert info.value.field == "category"
+    raw = {"type": "page_view", "eventId": "e1", "visitorId": "v1"}
+    problems = parse_event(
+        {**raw, "properties": {"category": "outdoor\n"}},
+        0,
+        now=datetime(2026, 6, 1, tzinfo=UTC),
+        max_skew=timedelta(days=1),
+    )
+    assert isinstance(problems, list)
+    assert [p.field for p in problems] == ["properties.category"]
 
 
 # 4 -------------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""Every index Tessera needs, created idempotently at start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+
+EVENTS = "events"
+CONSENT_LOG = "consent_log"
+AUDIT = "audit"
+PENDING = "pending_commits"
+TTL_INDEX = "events_ttl"
+
+
+async def ensure_indexes(database: AsyncDatabase[dict[str, Any]], *, retention_days: float) -> None:
+    """Create the indexes (or change the retention of the TTL index) if needed."""
+    events = database[EVENTS]
+    await events.create_index(
+        [("visitorId", ASCENDING), ("timestamp", DESCENDING)], name="events_visitor"
+    )
+    await events.create_index([("userId", ASCENDING)], name="events_user", sparse=True)
+    await events.create_index([("commit", ASCENDING)], name="events_commit")
+    seconds = int(retention_days * 86400)
+    try:
+        await events.create_index(
+            [("receivedAt", ASCENDING)], name=TTL_INDEX, expireAfterSeconds=seconds
+        )
+    except OperationFailure:
+        # The retention changed since the index was made: change it in place.
+        await database.command(
+            "collMod", EVENTS, index={"name": TTL_INDEX, "expireAfterSeconds": seconds}
+        )
+    profiles = database["profiles"]
+    await profiles.create_index([("mergedInto", ASCENDING)], name="profiles_merged", sparse=True)
+    await profiles.create_index([("userId", ASCENDING)], name="profiles_user", sparse=True)
+    await database[CONSENT_LOG].create_index(
+        [("visitorId", ASCENDING), ("at", ASCENDING)], name="consent_visitor"
+    )

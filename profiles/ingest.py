@@ -1,0 +1,437 @@
+"""Durable, group-committed event ingestion.
+
+Requests hand their validated events to one committer task. While a commit is
+in flight the next requests queue; each commit takes everything queued (up to
+`max_batch` events) and:
+
+1. reads the visitors' profiles (one query) to apply consent: without
+   analytics consent events are dropped, not stored;
+2. writes a marker for the commit (`pending_commits`), then inserts the events
+   with one unordered `insert_many` under journaled write concern (`j: true`,
+   which also flushes the marker written before it): `_id` is the event id, so
+   a retried event is a duplicate key, counted and never applied twice; each
+   stored event names its commit;
+3. applies the new events to each profile (a version-checked replace,
+   retried on conflict; the profile records the commit id), links identities,
+   and deletes the marker.
+
+Only then are the requests answered, so a 2xx means the events are on disk
+and the profile already reflects them. If step 2 fails the requests get
+`IngestUnavailable` (HTTP 503 + Retry-After) and nothing is acknowledged; if
+step 3 fails the events are durable and `reconcile()` (at start-up and every
+30 s) applies the marked commits to every profile that does not list them yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import WriteConcern
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from profiles.events import EventType
+from profiles.identity import finish_merge, link, redirect
+from profiles.indexes import CONSENT_LOG, EVENTS, PENDING
+from profiles.store import MAX_HOPS, PROFILES
+from profiles.traits import apply_events
+from profiles.validation import Event
+
+logger = logging.getLogger(__name__)
+
+DUPLICATE_KEY = 11000
+MAX_ATTEMPTS = 50
+
+Doc = dict[str, Any]
+
+
+class IngestError(Exception):
+    """Base of ingestion failures."""
+
+
+class IngestUnavailable(IngestError):
+    """MongoDB cannot take the events now; nothing was acknowledged."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the event store is unavailable; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class IngestOutcome:
+    """What happened to one request's events."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+    profiles: dict[str, Doc] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentDefaults:
+    """Consent assumed for a visitor who never sent a consent event."""
+
+    analytics: bool = True
+    personalization: bool = True
+
+
+@dataclass(slots=True)
+class _Pending:
+    events: Sequence[Event]
+    future: asyncio.Future[IngestOutcome]
+
+
+def _duplicate_indices(error: BulkWriteError) -> set[int]:
+    details = error.details.get("writeErrors", [])
+    others = [e for e in details if e.get("code") != DUPLICATE_KEY]
+    if others or error.details.get("writeConcernErrors"):
+        raise error
+    return {int(e["index"]) for e in details}
+
+
+class Ingestor:
+    """Accepts validated events and answers once they are durable."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Doc],
+        *,
+        clock: Callable[[], datetime],
+        half_life_days: float = 30.0,
+        consent: ConsentDefaults = ConsentDefaults(),
+        window: float = 0.002,
+        max_batch: int = 2000,
+        retry_after: int = 2,
+    ) -> None:
+        self.database = database
+        journaled = WriteConcern(w=1, j=True)
+        self.events: AsyncCollection[Doc] = database.get_collection(EVENTS, write_concern=journaled)
+        self.consent_log: AsyncCollection[Doc] = database.get_collection(
+            CONSENT_LOG, write_concern=journaled
+        )
+        self.profiles: AsyncCollection[Doc] = database[PROFILES]
+        self.pending: AsyncCollection[Doc] = database[PENDING]
+        self.clock = clock
+        self.half_life_days = half_life_days
+        self.consent = consent
+        self.window = window
+        self.max_batch = max_batch
+        self.retry_after = retry_after
+        self.commits = 0
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._reconciler: asyncio.Task[None] | None = None
+        self._down_until = 0.0
+
+    # -- the request side --------------------------------------------------------
+
+    async def submit(self, events: Sequence[Event]) -> IngestOutcome:
+        """Store `events` durably and apply them; raises IngestUnavailable."""
+        if time.monotonic() < self._down_until:
+            raise IngestUnavailable(self.retry_after)
+        if not events:
+            return IngestOutcome()
+        if self._task is None:
+            raise RuntimeError("Ingestor.start() was not called")
+        future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(events, future))
+        return await asyncio.shield(future)
+
+    def start(self, *, reconcile_every: float = 30.0) -> None:
+        """Start the committer task and the periodic reconciliation."""
+        self._task = asyncio.create_task(self._run(), name="event-committer")
+        self._reconciler = asyncio.create_task(
+            self._reconcile_loop(reconcile_every), name="event-reconciler"
+        )
+
+    async def _reconcile_loop(self, every: float) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except PyMongoError as exc:
+                logger.warning("event reconciliation failed, will retry: %s", exc)
+            await asyncio.sleep(every)
+
+    async def stop(self) -> None:
+        """Stop the committer after the queued events are committed."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        for task in (self._task, self._reconciler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._reconciler = None
+
+    # -- the committer -----------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            count = len(batch[0].events)
+            deadline = loop.time() + self.window
+            while count < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                batch.append(item)
+                count += len(item.events)
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = await self._flush([p.events for p in batch])
+        except PyMongoError as exc:
+            self._down_until = time.monotonic() + self.retry_after
+            logger.error("event commit failed, answering 503 for %d requests: %s", len(batch), exc)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(IngestUnavailable(self.retry_after))
+            return
+        except Exception as exc:  # never leave a request waiting forever
+            logger.exception("event commit failed unexpectedly")
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        self.commits += 1
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+
+    async def _canonical(self, visitor_ids: set[str]) -> tuple[dict[str, str], dict[str, Doc]]:
+        """Visitor id → profile id holding its data, and those profiles."""
+        docs: dict[str, Doc] = {}
+        ids = set(visitor_ids)
+        owner = {v: v for v in visitor_ids}
+        for _ in range(MAX_HOPS):
+            if not ids:
+                break
+            async for doc in self.profiles.find({"_id": {"$in": sorted(ids)}}):
+                docs[doc["_id"]] = doc
+            ids = set()
+            for visitor, pid in owner.items():
+                target = redirect(docs.get(pid))
+                if target is not None:
+                    owner[visitor] = target
+                    if target not in docs:
+                        ids.add(target)
+        return owner, docs
+
+    async def _flush(self, requests: Sequence[Sequence[Event]]) -> list[IngestOutcome]:
+        now = self.clock()
+        commit = uuid.uuid4().hex
+        outcomes = [IngestOutcome() for _ in requests]
+        tagged = [(i, e) for i, events in enumerate(requests) for e in events]
+        owner, docs = await self._canonical({e.visitor_id for _, e in tagged})
+        by_profile: dict[str, list[tuple[int, Event]]] = defaultdict(list)
+        for i, event in tagged:
+            by_profile[owner[event.visitor_id]].append((i, event))
+        stored: list[tuple[int, Event]] = []
+        consents: list[tuple[int, Event]] = []
+        for pid, items in by_profile.items():
+            state = dict(docs.get(pid, {}).get("consent") or {})
+            analytics = bool(state.get("analytics", self.consent.analytics))
+            for i, event in sorted(items, key=lambda item: item[1].timestamp):
+                if event.type is EventType.CONSENT:
+                    consents.append((i, event))
+                    analytics = bool(event.properties.get("analytics", analytics))
+                elif analytics:
+                    stored.append((i, event))
+                else:
+                    outcomes[i].dropped += 1
+        if not stored and not consents:
+            return outcomes
+        # The marker precedes the events in the journal, so the journaled insert
+        # below makes it durable too; it is removed once the profiles hold the commit.
+        await self.pending.insert_one({"_id": commit, "at": now})
+        new: list[tuple[int, Event]] = []
+        new += await self._insert(self.events, stored, outcomes, lambda e: e.document(commit))
+        new += await self._insert(
+            self.consent_log, consents, outcomes, lambda e: _consent_record(e, commit)
+        )
+        try:
+            written = await self._apply(commit, [e for _, e in new], owner, docs, now)
+            await self.pending.delete_one({"_id": commit})
+        except PyMongoError as exc:
+            logger.warning("events stored, profiles not yet updated (reconciled later): %s", exc)
+            return outcomes
+        for i, event in tagged:
+            profile = written.get(owner[event.visitor_id]) or docs.get(owner[event.visitor_id])
+            if profile is not None:
+                outcomes[i].profiles[event.visitor_id] = profile
+        return outcomes
+
+    async def _apply(
+        self,
+        commit: str,
+        events: Sequence[Event],
+        owner: dict[str, str],
+        docs: dict[str, Doc],
+        now: datetime,
+    ) -> dict[str, Doc]:
+        """Apply one commit's new events to their profiles, then link identities."""
+        grouped: dict[str, list[Event]] = defaultdict(list)
+        for event in events:
+            grouped[owner[event.visitor_id]].append(event)
+        results = await asyncio.gather(
+            *(self._write(pid, items, docs.get(pid), now, commit) for pid, items in grouped.items())
+        )
+        for event in events:
+            if event.type is EventType.IDENTIFY and event.user_id:
+                await link(self.database, owner[event.visitor_id], event.user_id, now)
+        return {pid: doc for pid, doc in zip(grouped, results, strict=True) if doc is not None}
+
+    async def _insert(
+        self,
+        collection: AsyncCollection[Doc],
+        items: list[tuple[int, Event]],
+        outcomes: list[IngestOutcome],
+        document: Callable[[Event], Doc],
+    ) -> list[tuple[int, Event]]:
+        if not items:
+            return []
+        # Duplicates inside one commit: keep the first.
+        unique: list[tuple[int, Event]] = []
+        seen: set[str] = set()
+        for i, event in items:
+            if event.event_id in seen:
+                outcomes[i].duplicates += 1
+            else:
+                seen.add(event.event_id)
+                unique.append((i, event))
+        duplicates: set[int] = set()
+        try:
+            await collection.insert_many([document(e) for _, e in unique], ordered=False)
+        except BulkWriteError as exc:
+            duplicates = _duplicate_indices(exc)
+        new = []
+        for position, (i, event) in enumerate(unique):
+            if position in duplicates:
+                outcomes[i].duplicates += 1
+            else:
+                outcomes[i].accepted += 1
+                new.append((i, event))
+        return new
+
+    async def _write(
+        self, profile_id: str, events: list[Event], guess: Doc | None, now: datetime, commit: str
+    ) -> Doc | None:
+        """Apply `events` to `profile_id` with a version check, retrying on conflict."""
+        current = guess
+        fresh = guess is None
+        for _ in range(MAX_ATTEMPTS):
+            if not fresh:
+                current = await self.profiles.find_one({"_id": profile_id})
+            fresh = False
+            target = redirect(current)
+            if target is not None:
+                if current is not None and "mergingInto" in current:
+                    await finish_merge(self.profiles, profile_id, now)
+                profile_id = target
+                continue
+            updated = apply_events(
+                current,
+                profile_id,
+                events,
+                now=now,
+                half_life_days=self.half_life_days,
+                commit=commit,
+            )
+            if updated is None:  # this commit is already in the profile
+                return current
+            if current is None:
+                # A new profile starts from the configured consent defaults.
+                defaults = {
+                    "analytics": self.consent.analytics,
+                    "personalization": self.consent.personalization,
+                    "source": "default",
+                }
+                updated["consent"] = {**defaults, **(updated.get("consent") or {})}
+                try:
+                    await self.profiles.insert_one(updated)
+                except DuplicateKeyError:
+                    continue
+                return updated
+            if "version" in current:
+                condition: Doc = {"_id": profile_id, "version": current["version"]}
+            else:
+                condition = {"_id": profile_id, "version": {"$exists": False}}
+            result = await self.profiles.replace_one(condition, updated)
+            if result.matched_count:
+                return updated
+        raise PyMongoError(f"profile {profile_id!r} kept changing; its events will be reconciled")
+
+    # -- reconciliation ----------------------------------------------------------
+
+    async def reconcile(self, *, grace: timedelta = timedelta(seconds=10)) -> int:
+        """Apply the events of commits that stored events but did not finish; returns how many."""
+        cutoff = self.clock() - grace
+        applied = 0
+        async for marker in self.pending.find({"at": {"$lte": cutoff}}).limit(100):
+            commit = str(marker["_id"])
+            events = [Event.from_document(d) async for d in self.events.find({"commit": commit})]
+            async for record in self.consent_log.find({"commit": commit}):
+                events.append(_consent_event(record))
+            now = self.clock()
+            owner, _ = await self._canonical({e.visitor_id for e in events})
+            await self._apply(commit, events, owner, {}, now)
+            await self.pending.delete_one({"_id": commit})
+            applied += len(events)
+        if applied:
+            logger.info("reconciled %d stored events into profiles", applied)
+        return applied
+
+
+def _consent_record(event: Event, commit: str) -> Doc:
+    record: Doc = {
+        "_id": event.event_id,
+        "commit": commit,
+        "visitorId": event.visitor_id,
+        "at": event.timestamp,
+        "receivedAt": event.received_at,
+        "source": str(event.properties.get("source") or event.context.get("page") or "event"),
+    }
+    for key in ("analytics", "personalization"):
+        if key in event.properties:
+            record[key] = event.properties[key]
+    return record
+
+
+def _consent_event(record: Doc) -> Event:
+    """The consent event a consent-log record was made from (for reconciliation)."""
+    properties: dict[str, Any] = {
+        k: record[k] for k in ("analytics", "personalization") if k in record
+    }
+    properties["source"] = record.get("source", "event")
+    return Event(
+        event_id=str(record["_id"]),
+        type=EventType.CONSENT,
+        visitor_id=str(record["visitorId"]),
+        timestamp=record["at"],
+        received_at=record.get("receivedAt") or record["at"],
+        properties=properties,
+    )
