@@ -71,16 +71,10 @@ class Query:
         else:
             facts = request_facts(ctx.request, ctx.visitor.id, context)
             assembled = await assemble_page(ctx.services, slug, locale, facts)
-        locale_served = assembled.locale
         blocks = [
-            build_block(
-                block.id,
-                block.type,
-                block.variant(record.variant_id).fields_for(locale_served),
-                record,
-            )
-            for block, record in zip(
-                assembled.page.blocks, assembled.decision.decisions, strict=True
+            build_block(block.id, block.type, rendered.fields, record)
+            for block, record, rendered in zip(
+                assembled.page.blocks, assembled.decision.decisions, assembled.rendered, strict=True
             )
         ]
         return Page(
