@@ -121,7 +121,8 @@ def _describe(error: ValidationError, prefix: str) -> list[SchemaProblem]:
     if error.validator == "required":
         return [SchemaProblem(path, "schema.required", error.message, "add the field")]
     if error.validator == "enum":
-        allowed = ", ".join(repr(v) for v in error.validator_value)
+        choices: Any = error.validator_value
+        allowed = ", ".join(repr(v) for v in choices)
         return [
             SchemaProblem(
                 path,

@@ -29,7 +29,8 @@ from functools import lru_cache
 from typing import Any, Final
 
 from jinja2 import ChainableUndefined, Template, TemplateError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from blocks.context import TargetingContext
 from blocks.model import Page
