@@ -84,6 +84,7 @@ class Finding:
             )
             if part
         )
+        where = where or "audiences"
         text = f"{self.severity}: {where}: {self.path}: {self.message} [{self.code}]"
         return f"{text}\n    suggestion: {self.suggestion}" if self.suggestion else text
 
@@ -129,7 +130,9 @@ def _check_condition(
         where = path if problem.path == ROOT else f"{path}.{problem.path}"
         code = _condition_code(problem.path, problem.message)
         suggestion = {
-            "condition.regex": "simplify the pattern (no nested repetition such as (a+)+)",
+            "condition.regex": "fix the pattern's syntax"
+            if problem.message.startswith("invalid pattern")
+            else "simplify the pattern (no nested repetition such as (a+)+)",
             "condition.unknown-operator": "use an operator listed in docs/editors.md",
         }.get(code, "see the condition syntax in docs/editors.md")
         out.add(code, where, problem.message, suggestion, block=block, variant=variant)
@@ -257,6 +260,7 @@ def _targeted(variant: Mapping[str, Any]) -> bool:
 def _check_defaults_and_shadowing(
     out: _Collector,
     variants: Sequence[Mapping[str, Any]],
+    positions: Sequence[int],
     path: str,
     block: str,
     audiences: Mapping[str, Audience],
@@ -266,7 +270,7 @@ def _check_defaults_and_shadowing(
         ids = ", ".join(repr(_str_id(variants[i])) for i in marked)
         out.add(
             "block.multiple-defaults",
-            f"{path}.variants[{marked[1]}].default",
+            f"{path}.variants[{positions[marked[1]]}].default",
             f"variants {ids} are all marked `default: true`",
             "keep `default: true` on one variant only",
             block=block,
@@ -308,7 +312,7 @@ def _check_defaults_and_shadowing(
             )
             out.add(
                 "variant.unreachable",
-                f"{path}.variants[{index}]",
+                f"{path}.variants[{positions[index]}]",
                 f"variant {_str_id(variant)!r} can never be chosen: {_str_id(winner)!r} "
                 f"(priority {w_priority}) matches every visitor and wins; {why}",
                 f"give {_str_id(winner)!r} audiences, a condition or a schedule, "
@@ -357,10 +361,12 @@ def lint_block(
 ) -> None:
     """Check one block document and all its variants."""
     block = _str_id(document)
+    broken: set[int] = set()
     for problem in check_block(document, path):
         variant = None
-        if ".variants[" in problem.path and isinstance(document, Mapping):
+        if problem.path.startswith(f"{path}.variants[") and isinstance(document, Mapping):
             index = int(problem.path.split(".variants[", 1)[1].split("]", 1)[0])
+            broken.add(index)
             variants = document.get("variants")
             if isinstance(variants, list) and index < len(variants):
                 variant = _str_id(variants[index])
@@ -378,7 +384,9 @@ def lint_block(
     variants = document.get("variants")
     if not isinstance(variants, list) or not isinstance(block_type, str):
         return
-    valid = [v for v in variants if isinstance(v, Mapping)]
+    # Variants that break the schema are never served; the others decide defaults.
+    positions = [i for i, v in enumerate(variants) if isinstance(v, Mapping) and i not in broken]
+    valid = [variants[i] for i in positions]
     seen: dict[str, int] = {}
     for index, variant in enumerate(variants):
         if not isinstance(variant, Mapping):
@@ -411,8 +419,8 @@ def lint_block(
                 _check_templates(
                     out, block_type, overrides, f"{where}.localized.{locale}", "", block, variant_id
                 )
-    if len(valid) == len(variants) and valid:
-        _check_defaults_and_shadowing(out, valid, path, block, audiences)
+    if valid:
+        _check_defaults_and_shadowing(out, valid, positions, path, block, audiences)
 
 
 def lint_page(
