@@ -159,17 +159,21 @@ def _tick() -> None:
         budget.tick()
 
 
-def _bounded_range(*args: int) -> Iterator[int]:
-    values = range(*args)
-    if len(values) > MAX_ITERATIONS:
-        raise BudgetExceeded(f"range() is limited to {MAX_ITERATIONS} items")
-    return _ticking(values)
+class _BoundedRange:
+    """`range()` for templates: at most MAX_ITERATIONS items, each one counted."""
 
+    def __init__(self, *args: int) -> None:
+        self._values = range(*args)
+        if len(self._values) > MAX_ITERATIONS:
+            raise BudgetExceeded(f"range() is limited to {MAX_ITERATIONS} items")
 
-def _ticking(values: range) -> Iterator[int]:
-    for value in values:
-        _tick()
-        yield value
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[int]:
+        for value in self._values:
+            _tick()
+            yield value
 
 
 def _size(value: Any) -> int:
@@ -206,20 +210,24 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        """Count attribute reads against the budget."""
+        """Count attribute reads; refuse every `_private` or `__dunder__` name outright."""
         _tick()
+        if attribute.startswith("_"):
+            raise SecurityError(f"access to attribute {attribute!r} is not allowed in templates")
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        """Count item reads against the budget."""
+        """Count item reads; refuse `_private` names as keys too."""
         _tick()
+        if isinstance(argument, str) and argument.startswith("_"):
+            raise SecurityError(f"access to attribute {argument!r} is not allowed in templates")
         return super().getitem(obj, argument)
 
 
 def _environment(html: bool) -> _Sandbox:
     env = _Sandbox(autoescape=html, undefined=ChainableUndefined)
     env.filters = {name: f for name, f in env.filters.items() if name in ALLOWED_FILTERS}
-    env.globals = {"range": _bounded_range}
+    env.globals = {"range": _BoundedRange}
     return env
 
 
