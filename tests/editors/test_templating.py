@@ -65,7 +65,8 @@ ESCAPES = {
     "huge-repeat": "{{ 'a' * 100000000 }}",
     "huge-power": "{{ 10 ** 100000000 }}",
     "huge-range": "{% for i in range(100000000) %}x{% endfor %}",
-    "nested-loops": "{% set r = range(9000) %}{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}",
+    "nested-loops": "{% set r = range(9000) %}"
+    "{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}",
     "huge-output": "{% for i in range(9000) %}xxxxxxxxxx{% endfor %}",
     "recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
     "dict-mutation": "{{ visitor.traits.update({'firstName': 'Eve'}) }}",
