@@ -188,6 +188,10 @@ class Page:
         description="False when the profile could not be read in time: default variants."
     )
     blocks: list[Block]
+    preview: bool = strawberry.field(
+        default=False,
+        description="True for an editor's preview (simulated visitor, drafts): never cache it.",
+    )
 
 
 @strawberry.type(description="What Tessera knows about the current visitor.")
