@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from blocks.rendering import BlockRenderer
 from cms_adapters.base import CMSAdapter
 from cms_adapters.content_cache import ContentCache
 from cms_adapters.filesystem import FilesystemAdapter
@@ -97,6 +98,7 @@ def create_app(
                 audiences=audiences,
                 clock=clock,
                 keys=settings.key_ring(),
+                renderer=BlockRenderer(settings.block_templates_dir),
             )
             app.state.services = services
             app.state.mongo = client

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="Comma-separated tokens that allow page previews."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    block_templates_dir: Path | None = Field(
+        default=None, description="Folder of <type>.html.j2 overriding the shipped block HTML."
+    )
 
     def key_ring(self) -> KeyRing:
         """The configured keys, ready to authenticate requests."""

@@ -9,6 +9,7 @@ from datetime import datetime
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from blocks.rendering import BlockRenderer
 from cms_adapters.content_cache import ContentCache
 from gateway.auth import KeyRing, Principal
 from profiles.audiences import AudienceCatalog
@@ -26,6 +27,7 @@ class Services:
     audiences: AudienceCatalog
     clock: Callable[[], datetime]
     keys: KeyRing = field(default_factory=KeyRing)
+    renderer: BlockRenderer = field(default_factory=BlockRenderer)
 
 
 @dataclass(frozen=True, slots=True)
