@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import ValidationError
+
 from blocks.audiences import Audience, find_cycle
 from blocks.block_types import validate_fields
 from blocks.conditions import ROOT, validate
@@ -325,8 +327,6 @@ def _check_defaults_and_shadowing(
 def _check_fields(
     out: _Collector, block_type: str, variant: Mapping[str, Any], path: str, block: str
 ) -> None:
-    from pydantic import ValidationError
-
     variant_id = _str_id(variant)
     fields = variant.get("fields", {})
     sets = [(f"{path}.fields", fields)]

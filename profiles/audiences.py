@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from pymongo.asynchronous.database import AsyncDatabase
 
-from blocks.audiences import Audience, AudienceSet
+from blocks.audiences import Audience, AudienceSet, find_cycle
 from blocks.lint import lint_audiences
 
 logger = logging.getLogger(__name__)
@@ -146,6 +146,11 @@ class AudienceRepository:
                 problems = "; ".join(str(p) for p in audience.condition.problems)
                 logger.warning("audience %r has a malformed condition: %s", audience.name, problems)
             audiences.append(audience)
+        cycle = find_cycle({a.name: a.audiences for a in audiences})
+        if cycle is not None:
+            logger.warning(
+                "audiences reference each other in a cycle (never matched): %s", " → ".join(cycle)
+            )
         return AudienceSet(audiences)
 
     async def upsert(self, name: str, condition: Mapping[str, Any], description: str = "") -> None:
