@@ -49,6 +49,24 @@ class Audience:
         )
 
 
+def _on_cycles(references: Mapping[str, Sequence[str]]) -> frozenset[str]:
+    """The names from which a chain of references leads back to themselves."""
+    cyclic: set[str] = set()
+    for start in references:
+        seen: set[str] = set()
+        stack = list(references.get(start, ()))
+        while stack:
+            name = stack.pop()
+            if name == start:
+                cyclic.add(start)
+                break
+            if name in seen or name not in references:
+                continue
+            seen.add(name)
+            stack.extend(references[name])
+    return frozenset(cyclic)
+
+
 def find_cycle(references: Mapping[str, Sequence[str]]) -> list[str] | None:
     """A reference cycle as `[a, b, a]`, or None; `references` maps name → referenced names."""
     done: set[str] = set()
@@ -81,10 +99,11 @@ def find_cycle(references: Mapping[str, Sequence[str]]) -> list[str] | None:
 class AudienceSet:
     """An immutable collection of audiences, evaluated together."""
 
-    __slots__ = ("_audiences",)
+    __slots__ = ("_audiences", "_cyclic")
 
     def __init__(self, audiences: Iterable[Audience] = ()) -> None:
         self._audiences = {audience.name: audience for audience in audiences}
+        self._cyclic = _on_cycles({name: a.audiences for name, a in self._audiences.items()})
 
     def __contains__(self, name: object) -> bool:
         return name in self._audiences
@@ -112,8 +131,8 @@ class AudienceSet:
             if name in memo:
                 return memo[name]
             audience = self._audiences.get(name)
-            if audience is None or name in visiting:
-                return False  # unknown, or a cycle (rejected on write, logged on load)
+            if audience is None or name in self._cyclic or name in visiting:
+                return False  # unknown, or on a cycle (rejected on write, logged on load)
             visiting.add(name)
             result = audience.condition.matches(attributes, groups)
             if result and audience.audiences:
