@@ -30,7 +30,7 @@ class AssembledPage:
     decision: PageDecision
     context: TargetingContext
     #: The chosen variants' fields, localized, with templates rendered.
-    rendered: tuple[RenderedFields, ...] = ()
+    rendered: tuple[RenderedFields, ...]
     preview: bool = False
 
     @property
