@@ -31,17 +31,19 @@ async def lint_content(
     now: datetime,
     *,
     drafts: bool = False,
+    slug: str | None = None,
 ) -> list[Finding]:
-    """Every finding in the CMS's pages and in the audience definitions."""
+    """Every finding in the CMS's pages (or the page `slug`) and in the audience definitions."""
     findings = lint_audiences(audiences)
-    for slug in await adapter.list_pages():
+    slugs = [slug] if slug is not None else await adapter.list_pages()
+    for page in slugs:
         try:
-            parsed = await adapter.fetch_page(slug, preview=drafts)
+            parsed = await adapter.fetch_page(page, preview=drafts)
         except MalformedContent as exc:
             message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
-            findings.append(malformed_page(slug, exc.field, message))
+            findings.append(malformed_page(page, exc.field, message))
             continue
-        findings.extend(lint_page(slug, parsed.document, audiences, now))
+        findings.extend(lint_page(page, parsed.document, audiences, now))
     return findings
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from blocks.lint import RULES, summary
 from blocks.lint import Finding as LintFinding
-from cms_adapters.errors import CMSError
+from cms_adapters.errors import CMSError, ContentNotFound
 from gateway.lint import lint_content
 from resolvers.context import GraphQLContext
-from resolvers.errors import ContentUnavailable
+from resolvers.errors import ContentUnavailable, PageNotFound
 from resolvers.permissions import CanPreview
 
 
@@ -70,15 +71,22 @@ class ContentHealthQuery:
         permission_classes=[CanPreview],
     )
     async def content_health(
-        self, info: Info[GraphQLContext, None], drafts: bool = False
+        self,
+        info: Info[GraphQLContext, None],
+        drafts: bool = False,
+        slug: Annotated[
+            str | None, strawberry.argument(description="Only this page (and the audiences).")
+        ] = None,
     ) -> ContentHealth:
         """Run the linter over the configured CMS (drafts too when asked)."""
         services = info.context.services
         audiences = {audience.name: audience for audience in services.audiences.current}
         try:
             findings = await lint_content(
-                services.content.adapter, audiences, services.clock(), drafts=drafts
+                services.content.adapter, audiences, services.clock(), drafts=drafts, slug=slug
             )
+        except ContentNotFound:
+            raise PageNotFound(f"No page with slug {slug!r}.") from None
         except CMSError as exc:
             raise ContentUnavailable(f"The content cannot be read: {exc}") from None
         counts = summary(findings)

@@ -74,6 +74,12 @@ async def test_a_failing_template_shows_the_fallback_and_is_counted(
             assert STATS.failures == before + 1
             query = "{ contentHealth { errors findings { code path message } } }"
             health = (await graphql(client, query, headers=PREVIEW)).json()["data"]
+            one = '{ contentHealth(slug: "hello") { errors } }'
+            only = (await graphql(client, one, headers=PREVIEW)).json()["data"]
+            assert only == {"contentHealth": {"errors": 1}}
+            missing = '{ contentHealth(slug: "nope") { errors } }'
+            body = (await graphql(client, missing, headers=PREVIEW)).json()
+            assert body["errors"][0]["extensions"]["code"] == "PAGE_NOT_FOUND"
     assert health["contentHealth"]["errors"] == 1
     [finding] = health["contentHealth"]["findings"]
     assert finding["code"] == "template.unknown-field"
