@@ -48,6 +48,8 @@ class Variant:
     default: bool = False
     rule_id: str | None = None
     localized: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Plain text per templated field, shown when the field's template fails.
+    fallback: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def targeted(self) -> bool:

@@ -52,6 +52,8 @@ class ParsedPage:
     problems: tuple[ContentProblem, ...]
     #: Identifies this copy of the content; set by the content cache on each fetch.
     version: str = ""
+    #: The canonical document the page was parsed from (for the linter).
+    document: Mapping[str, Any] | None = None
 
 
 class _Meta(BaseModel):
@@ -104,6 +106,7 @@ class VariantDoc(_Meta):
     experiment: dict[str, Any] | None = None
     rule_id: str | None = Field(default=None, alias="ruleId")
     localized: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    fallback: dict[str, str] = Field(default_factory=dict)
 
 
 def _error_path(prefix: str, error: Mapping[str, Any]) -> str:
@@ -173,6 +176,7 @@ def parse_variant(block_type: str, document: Any, path: str) -> Variant:
         default=doc.default,
         rule_id=doc.rule_id,
         localized=localized,
+        fallback=doc.fallback,
     )
 
 
@@ -263,4 +267,4 @@ def parse_page(document: Any, source: str = "") -> ParsedPage:
         titles=dict(titles),
         description=description if isinstance(description, str) else None,
     )
-    return ParsedPage(page=page, problems=tuple(problems))
+    return ParsedPage(page=page, problems=tuple(problems), document=document)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from blocks.rendering import BlockRenderer
 from cms_adapters.base import CMSAdapter
 from cms_adapters.cache_backend import close_cache, is_redis, open_cache
 from cms_adapters.content_cache import ContentCache
@@ -192,6 +193,7 @@ def create_app(
                     max_events=settings.max_events_per_batch,
                     max_skew_seconds=settings.event_max_skew_seconds,
                 ),
+                renderer=BlockRenderer(settings.block_templates_dir),
             )
             app.state.services = services
             app.state.mongo = client

@@ -1,4 +1,4 @@
-"""Command line: `python -m gateway serve | export-schema`."""
+"""Command line: `python -m gateway serve | export-schema | lint | audiences import`."""
 
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.add_argument("--output", default=str(SCHEMA_FILE), help="file to write")
     export.add_argument("--check", action="store_true", help="fail if the file differs")
     export.set_defaults(handler=_export_schema)
+    from gateway.audiences_cli import add_audiences_command
+    from gateway.lint import add_lint_command
+
+    add_lint_command(commands)
+    add_audiences_command(commands)
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result

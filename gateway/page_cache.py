@@ -163,6 +163,8 @@ class PageResponseCache:
             assembled.version,
             assembled.locale,
             assembled.decision,
+            # Templated fields read the visitor: identical decisions may differ there.
+            assembled.templated_values,
         )
         return key, PlannedPage(args=args, assembled=assembled)
 

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     event_commit_window_ms: float = Field(default=2.0, ge=0)
     default_analytics_consent: bool = True
     default_personalization_consent: bool = True
+    block_templates_dir: Path | None = Field(
+        default=None, description="Folder of <type>.html.j2 overriding the shipped block HTML."
+    )
 
     def key_ring(self) -> KeyRing:
         """The configured keys, ready to authenticate requests."""

@@ -7,11 +7,13 @@ the decision is computed before any GraphQL field is resolved.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from blocks.context import RequestFacts, TargetingContext, build_context
 from blocks.model import Page
 from blocks.selection import PageDecision, select_page
+from blocks.templating import RenderedFields, render_page
 from cms_adapters.errors import CMSError, ContentNotFound
 from resolvers.context import Services
 from resolvers.errors import BadUserInput, ContentUnavailable, PageNotFound
@@ -27,6 +29,18 @@ class AssembledPage:
     locale: str
     decision: PageDecision
     context: TargetingContext
+    #: The chosen variants' fields, localized, with templates rendered.
+    rendered: tuple[RenderedFields, ...]
+    preview: bool = False
+
+    @property
+    def templated_values(self) -> tuple[str, ...]:
+        """The rendered templated fields: what a response depends on beyond decisions."""
+        return tuple(
+            json.dumps(item.fields, sort_keys=True, default=str)
+            for item in self.rendered
+            if item.templated
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +84,12 @@ async def assemble_page(
             f"available locales: {', '.join(page.locales)}."
         )
     context = await targeting_context(services, facts, served)
+    decision, rendered = render_page(page, select_page(page, context), context, served)
     return AssembledPage(
         page=page,
         version=parsed.version,
         locale=served,
-        decision=select_page(page, context),
+        decision=decision,
         context=context,
+        rendered=rendered,
     )

@@ -9,6 +9,7 @@ from datetime import datetime
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from blocks.rendering import BlockRenderer
 from cms_adapters.content_cache import ContentCache
 from gateway.auth import KeyRing, Principal
 from profiles.audiences import AudienceCatalog
@@ -29,6 +30,7 @@ class Services:
     keys: KeyRing = field(default_factory=KeyRing)
     ingestor: Ingestor | None = None
     ingest_limits: IngestLimits = field(default_factory=lambda: IngestLimits())
+    renderer: BlockRenderer = field(default_factory=BlockRenderer)
 
 
 @dataclass(frozen=True, slots=True)

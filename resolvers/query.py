@@ -16,6 +16,7 @@ from resolvers.context import GraphQLContext
 from resolvers.errors import BadUserInput
 from resolvers.inputs import RequestContextInput
 from resolvers.page_plan import PageArgs
+from resolvers.preview import PreviewInput, assemble_preview
 from resolvers.request_facts import request_facts
 from resolvers.types import Page, Visitor, build_block
 
@@ -57,13 +58,16 @@ class Query:
         slug: str,
         locale: str | None = None,
         context: RequestContextInput | None = None,
+        preview: PreviewInput | None = None,
     ) -> Page | None:
-        """Resolve `page(slug, locale, context)`."""
+        """Resolve `page(slug, locale, context, preview)`."""
         if locale is not None and not _LOCALE.match(locale):
             raise BadUserInput(f"locale: {locale!r} is not a BCP 47 tag such as 'en-US'.")
         ctx = info.context
         planned: PlannedPage | None = getattr(ctx.request.state, "page_plan", None)
-        if planned is not None and planned.args == PageArgs(slug, locale, context):
+        if preview is not None:
+            assembled = await assemble_preview(ctx, slug, locale, context, preview)
+        elif planned is not None and planned.args == PageArgs(slug, locale, context):
             # The HTTP layer already decided this page; the response it caches is
             # then exactly a function of that decision.
             assembled = planned.assembled
@@ -71,16 +75,10 @@ class Query:
         else:
             facts = request_facts(ctx.request, ctx.visitor.id, context)
             assembled = await assemble_page(ctx.services, slug, locale, facts)
-        locale_served = assembled.locale
         blocks = [
-            build_block(
-                block.id,
-                block.type,
-                block.variant(record.variant_id).fields_for(locale_served),
-                record,
-            )
-            for block, record in zip(
-                assembled.page.blocks, assembled.decision.decisions, strict=True
+            build_block(block.id, block.type, rendered.fields, record)
+            for block, record, rendered in zip(
+                assembled.page.blocks, assembled.decision.decisions, assembled.rendered, strict=True
             )
         ]
         return Page(
@@ -89,6 +87,7 @@ class Query:
             locale=assembled.locale,
             personalized=assembled.decision.personalized,
             blocks=blocks,
+            preview=assembled.preview,
         )
 
     @strawberry.field(description="What Tessera knows about the current visitor.")

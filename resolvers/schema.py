@@ -8,6 +8,8 @@ from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from resolvers.audiences_admin import AudienceMutation, AudienceQuery
+from resolvers.content_health import ContentHealthQuery
 from resolvers.errors import PublicError
 from resolvers.events import EventMutation
 from resolvers.extensions.depth_limit import depth_limit
@@ -15,6 +17,10 @@ from resolvers.gdpr import GdprMutation, GdprQuery
 from resolvers.mutation import Mutation
 from resolvers.query import Query
 from resolvers.types import BLOCK_TYPES
+
+# Root types composed from one class per concern.
+RootQuery = merge_types("Query", (Query, AudienceQuery, ContentHealthQuery, GdprQuery))
+RootMutation = merge_types("Mutation", (Mutation, AudienceMutation, EventMutation, GdprMutation))
 
 MAX_QUERY_DEPTH = 12
 # Bounded: the key is the query text, which clients control.
@@ -42,8 +48,8 @@ class TesseraSchema(strawberry.Schema):
 def build_schema(max_depth: int = MAX_QUERY_DEPTH) -> strawberry.Schema:
     """The public schema; extensions are factories so each request gets fresh ones."""
     return TesseraSchema(
-        query=merge_types("Query", (Query, GdprQuery)),
-        mutation=merge_types("Mutation", (Mutation, EventMutation, GdprMutation)),
+        query=RootQuery,
+        mutation=RootMutation,
         types=BLOCK_TYPES,
         extensions=[
             lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),

@@ -42,6 +42,18 @@ class Block:
     type: str = strawberry.field(description="The CMS block type, e.g. `hero`.")
     variant_id: str
     decision: Decision
+    #: The variant's fields as served (localized, templates rendered), for `renderedHtml`.
+    served_fields: strawberry.Private[Mapping[str, Any]]
+
+    @strawberry.field(
+        description="The block as accessible HTML from its type's server-side template "
+        "(for email, SSR fallbacks and other channels without JavaScript)."
+    )
+    def rendered_html(self, info: strawberry.Info) -> str:
+        """Render the block with the configured per-type template."""
+        renderer = info.context.services.renderer
+        html: str = renderer.render(self.type, str(self.id), self.variant_id, self.served_fields)
+        return html
 
 
 @strawberry.type
@@ -161,6 +173,7 @@ def build_block(
         "type": block_type,
         "variant_id": record.variant_id,
         "decision": Decision.from_record(record),
+        "served_fields": fields,
     }
     builder = _BUILDERS.get(block_type)
     if builder is None:
@@ -188,6 +201,10 @@ class Page:
         description="False when the profile could not be read in time: default variants."
     )
     blocks: list[Block]
+    preview: bool = strawberry.field(
+        default=False,
+        description="True for an editor's preview (simulated visitor, drafts): never cache it.",
+    )
 
 
 @strawberry.type(description="What Tessera knows about the current visitor.")
