@@ -1,4 +1,4 @@
-"""Classify a device from its User-Agent (the same rules as the request path)."""
+"""Classify a device from its User-Agent: one set of rules for events and requests."""
 
 from __future__ import annotations
 

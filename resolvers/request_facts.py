@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.requests import HTTPConnection
 
 from blocks.context import RequestFacts
+from profiles.devices import classify_device
 from resolvers.errors import BadUserInput
 from resolvers.inputs import RequestContextInput, valid_country
 
-# Tablets first: their user agents often also say "Mobile".
-_TABLET = re.compile(r"iPad|Tablet|PlayBook|Silk|(Android(?!.*Mobile))", re.IGNORECASE)
-_MOBILE = re.compile(r"Mobi|iPhone|iPod|Android|Windows Phone|Opera Mini", re.IGNORECASE)
 # Country headers set by common CDNs and reverse proxies, most specific first.
 COUNTRY_HEADERS = ("cf-ipcountry", "cloudfront-viewer-country", "x-country-code", "x-country")
 
 
 def device_from_headers(user_agent: str | None, mobile_hint: str | None) -> str:
     """Classify the device from the User-Agent and the `Sec-CH-UA-Mobile` hint."""
-    if mobile_hint == "?1":
-        return "mobile"
-    if not user_agent:
-        return "desktop"
-    if _TABLET.search(user_agent):
-        return "tablet"
-    if _MOBILE.search(user_agent):
-        return "mobile"
-    return "desktop"
+    return classify_device(user_agent, mobile_hint)
 
 
 def request_facts(
