@@ -161,3 +161,30 @@ def describe_error(body: Any) -> str:
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         return str(errors[0].get("message", ""))
     return ""
+
+
+class BearerHttpAdapter(HttpAdapter):
+    """An HTTP adapter for a self-hosted CMS reached at `url` with a bearer token."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        webhook_secret: str = "",
+        timeout: float = 5.0,
+        retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
+        super().__init__(
+            url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            retries=retries,
+            transport=transport,
+            **extra,
+        )
+        self._url = url.rstrip("/")
+        self._webhook_secret = webhook_secret

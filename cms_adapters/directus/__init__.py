@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from blocks.parse import ParsedPage
 from cms_adapters.base import ChangedKeys, WebhookRequest
 from cms_adapters.errors import ContentNotFound, MalformedContent
-from cms_adapters.http import HttpAdapter, Sleep
+from cms_adapters.http import BearerHttpAdapter
 from cms_adapters.mapping import as_object, to_parsed
 from cms_adapters.webhooks import require_secret
 
@@ -49,33 +47,10 @@ PAGE_FIELDS = ",".join(
 )
 
 
-class DirectusAdapter(HttpAdapter):
+class DirectusAdapter(BearerHttpAdapter):
     """Pages from a Directus project."""
 
     name = "directus"
-
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        *,
-        webhook_secret: str = "",
-        timeout: float = 5.0,
-        retries: int = 2,
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        extra: dict[str, Any] = {"sleep": sleep} if sleep is not None else {}
-        super().__init__(
-            url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-            retries=retries,
-            transport=transport,
-            **extra,
-        )
-        self._url = url.rstrip("/")
-        self._webhook_secret = webhook_secret
 
     async def _items(self, params: dict[str, Any], entry: str) -> list[Any]:
         body = await self._get_json("/items/pages", params=params, entry=entry)
