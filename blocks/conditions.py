@@ -203,7 +203,8 @@ class _TooLarge(Exception):
     pass
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """The JSON type name of a value (`null`, `boolean`, `number`, ...) for messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -269,15 +270,15 @@ class _Walker:
     def _key_ok(self, key: Any, path: str) -> bool:
         if isinstance(key, str):
             return True
-        self.add(path, f"object keys must be strings, got {_kind(key)} {key!r}")
+        self.add(path, f"object keys must be strings, got {json_kind(key)} {key!r}")
         return False
 
     def condition(self, node: Any, path: str, depth: int) -> Any:
         if not isinstance(node, dict):
             if path:
-                self.add(path, f"expected a condition object, got {_kind(node)}")
+                self.add(path, f"expected a condition object, got {json_kind(node)}")
             else:
-                self.add(path, f"condition must be an object, got {_kind(node)}")
+                self.add(path, f"condition must be an object, got {json_kind(node)}")
             return node
         if not self._visit(node, path, depth):
             return node
@@ -288,7 +289,7 @@ class _Walker:
             here = _join(path, key)
             if key in _COMBINATORS:
                 if not isinstance(value, list):
-                    self.add(here, f"'{key}' expects a list of conditions, got {_kind(value)}")
+                    self.add(here, f"'{key}' expects a list of conditions, got {json_kind(value)}")
                 elif self._visit(value, here, depth + 1):
                     out[key] = [
                         self.condition(item, f"{here}[{index}]", depth + 2)
@@ -298,7 +299,7 @@ class _Walker:
                 if isinstance(value, dict):
                     out[key] = self.condition(value, here, depth + 1)
                 else:
-                    self.add(here, f"'$not' expects a condition object, got {_kind(value)}")
+                    self.add(here, f"'$not' expects a condition object, got {json_kind(value)}")
             elif key.startswith("$"):
                 self._misplaced(key, here, attribute_level=False)
             else:
@@ -345,19 +346,19 @@ class _Walker:
         if op in _COMPARISONS:
             if not (_is_number(arg) or isinstance(arg, str)):
                 self._visit(arg, path, depth)
-                self.add(path, f"'{op}' expects a number or a string, got {_kind(arg)}")
+                self.add(path, f"'{op}' expects a number or a string, got {json_kind(arg)}")
                 return arg
             return self.literal(arg, path, depth)
         if op in _IN_OPERATORS:
             if not isinstance(arg, list):
                 self._visit(arg, path, depth)
-                self.add(path, f"'{op}' expects a list, got {_kind(arg)}")
+                self.add(path, f"'{op}' expects a list, got {json_kind(arg)}")
                 return arg
             return self.literal(arg, path, depth)
         if op in _ALL_OPERATORS:
             if not isinstance(arg, list):
                 self._visit(arg, path, depth)
-                self.add(path, f"'{op}' expects a list, got {_kind(arg)}")
+                self.add(path, f"'{op}' expects a list, got {json_kind(arg)}")
                 return arg
             if not self._visit(arg, path, depth):
                 return arg
@@ -370,26 +371,26 @@ class _Walker:
                 self.add(
                     path,
                     f"'$size' expects a number or an operator object such as "
-                    f'{{"$gt": 2}}, got {_kind(arg)}',
+                    f'{{"$gt": 2}}, got {json_kind(arg)}',
                 )
                 return arg
             return self.literal(arg, path, depth)
         if op == "$exists":
             self._visit(arg, path, depth)
             if not isinstance(arg, bool):
-                self.add(path, f"'$exists' expects true or false, got {_kind(arg)}")
+                self.add(path, f"'$exists' expects true or false, got {json_kind(arg)}")
             return arg
         if op == "$type":
             self._visit(arg, path, depth)
             if arg not in TYPE_NAMES or not isinstance(arg, str):
                 hint = _suggest(arg, TYPE_NAMES) if isinstance(arg, str) else ""
-                shown = repr(arg) if isinstance(arg, str) else _kind(arg)
+                shown = repr(arg) if isinstance(arg, str) else json_kind(arg)
                 self.add(path, f"'$type' expects one of {', '.join(TYPE_NAMES)}; got {shown}{hint}")
             return arg
         if op == "$elemMatch":
             if not isinstance(arg, dict):
                 self._visit(arg, path, depth)
-                self.add(path, f"'$elemMatch' expects an object, got {_kind(arg)}")
+                self.add(path, f"'$elemMatch' expects an object, got {json_kind(arg)}")
                 return arg
             # Like GrowthBook: operators test each element itself, anything else
             # (including $and/$or/$nor) is a condition on each element's fields.
@@ -405,7 +406,7 @@ class _Walker:
         if op in _VERSION_OPERATORS:
             if not (_is_number(arg) or isinstance(arg, str)):
                 self._visit(arg, path, depth)
-                self.add(path, f"'{op}' expects a version string or number, got {_kind(arg)}")
+                self.add(path, f"'{op}' expects a version string or number, got {json_kind(arg)}")
                 return arg
             return self.literal(arg, path, depth)
         if op in _GROUP_OPERATORS:
@@ -413,7 +414,7 @@ class _Walker:
             if isinstance(arg, str):
                 self.groups.add(arg)
             else:
-                self.add(path, f"'{op}' expects a group name string, got {_kind(arg)}")
+                self.add(path, f"'{op}' expects a group name string, got {json_kind(arg)}")
             return arg
         if op == "$not":
             return self.value(arg, path, depth)
@@ -422,7 +423,7 @@ class _Walker:
 
     def regex(self, op: str, pattern: Any, path: str) -> Any:
         if not isinstance(pattern, str):
-            self.add(path, f"'{op}' expects a pattern string, got {_kind(pattern)}")
+            self.add(path, f"'{op}' expects a pattern string, got {json_kind(pattern)}")
             return pattern
         if len(pattern) > MAX_PATTERN_LENGTH:
             self.add(path, f"pattern is longer than {MAX_PATTERN_LENGTH} characters")

@@ -19,6 +19,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from blocks.conditions import json_kind
+
 SCHEMA_FILE = "metadata.schema.json"
 
 
@@ -62,22 +64,6 @@ def _known_keys(schema: dict[str, Any]) -> list[str]:
     return sorted(schema.get("properties", {}))
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _describe(error: ValidationError, prefix: str) -> list[SchemaProblem]:
     path = format_path(prefix, error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -114,7 +100,7 @@ def _describe(error: ValidationError, prefix: str) -> list[SchemaProblem]:
                 path,
                 "schema.type",
                 f"must be {'an' if wanted[0] in 'aeio' else 'a'} {wanted}, "
-                f"not {_type_name(error.instance)}",
+                f"not {json_kind(error.instance)}",
                 f"write a value of type {wanted}",
             )
         ]

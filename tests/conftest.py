@@ -43,6 +43,15 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedM
 
 
 @pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedMongo]:
+    """A server of this test's own, which it may kill and restart (same port and data)."""
+    server = EmbeddedMongo(tmp_path / "db")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def database_name() -> str:
     """A fresh database per test, so tests never see each other's data."""
     return f"tessera_test_{uuid.uuid4().hex[:12]}"

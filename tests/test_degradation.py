@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -27,15 +27,6 @@ DEFAULTS = {
     "home-cta": "newsletter",
     "store-finder": "default",
 }
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedMongo]:
-    """A server this test may kill and restart (on the same port and data)."""
-    server = EmbeddedMongo(tmp_path / "db")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

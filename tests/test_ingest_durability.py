@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,6 @@ from tests.conftest import Clock
 from tests.graphql_helpers import INGEST, PUBLISHABLE_KEY
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedMongo]:
-    server = EmbeddedMongo(tmp_path / "db")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
