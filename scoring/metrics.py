@@ -1,40 +1,31 @@
-"""Prometheus metrics: one registry for the process, served at `/metrics`."""
+"""Scoring and exposure metrics, in prometheus_client's default registry (served at `/metrics`)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-REGISTRY = CollectorRegistry(auto_describe=True)
-
-EXPOSURES_LOGGED = Counter(
-    "tessera_exposures_logged", "Exposures written to MongoDB.", registry=REGISTRY
-)
+EXPOSURES_LOGGED = Counter("tessera_exposures_logged", "Exposures written to MongoDB.")
 EXPOSURES_DROPPED = Counter(
     "tessera_exposures_dropped",
     "Exposures dropped because the queue was full or MongoDB refused them.",
     ["cause"],
-    registry=REGISTRY,
 )
 SCORING = Counter(
     "tessera_scoring",
     "Page scoring calls by outcome (scored, timeout, error).",
     ["outcome"],
-    registry=REGISTRY,
 )
 SCORING_SECONDS = Histogram(
     "tessera_scoring_seconds",
     "Time to score all candidate variants of a page.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
-    registry=REGISTRY,
 )
 MODEL_DRIFT_MAX = Gauge(
     "tessera_model_drift_max",
     "Largest drift statistic between recent exposures and the active model's training sample.",
-    registry=REGISTRY,
 )
 ACTIVE_MODEL = Gauge(
     "tessera_active_model",
     "1 for the model version currently serving.",
     ["kind", "version"],
-    registry=REGISTRY,
 )
