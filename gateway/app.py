@@ -25,6 +25,7 @@ from cms_adapters.invalidation import Invalidator, PurgeSink
 from gateway.embedded_mongo import EmbeddedMongo
 from gateway.events_endpoint import events_endpoint
 from gateway.graphql_view import TesseraGraphQL
+from gateway.metrics import metrics_endpoint
 from gateway.page_cache import PageResponseCache
 from gateway.settings import DEMO_DIR, Settings
 from gateway.visitor import VisitorMiddleware
@@ -231,6 +232,7 @@ def create_app(
             Route("/v1/events", events_endpoint, methods=["POST", "OPTIONS"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint(settings.cms, page_cache)),
             Route("/webhooks/{cms}", webhook, methods=["POST"]),
         ],
         lifespan=lifespan,
