@@ -100,7 +100,8 @@ async def _run(args: argparse.Namespace) -> int:
     print(f"lint: audiences from {source}", file=sys.stderr)
     async with build_adapter(settings) as adapter:
         try:
-            findings = await lint_content(adapter, audiences, datetime.now(UTC), drafts=args.drafts)
+            now = args.now or datetime.now(UTC)
+            findings = await lint_content(adapter, audiences, now, drafts=args.drafts)
         except CMSError as exc:
             print(f"lint: cannot read the content: {exc}", file=sys.stderr)
             return 2
@@ -118,6 +119,14 @@ def run_lint(args: argparse.Namespace) -> int:
         logging.disable(logging.NOTSET)
 
 
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def add_lint_command(commands: Any) -> None:
     """Register `lint` on the CLI's subcommands."""
     lint = commands.add_parser("lint", help="check every page, block, variant and audience")
@@ -125,4 +134,9 @@ def add_lint_command(commands: Any) -> None:
     lint.add_argument("--content-dir", help="content folder (default: $CONTENT_DIR)")
     lint.add_argument("--audiences", help="audience file (YAML/JSON) instead of MongoDB")
     lint.add_argument("--drafts", action="store_true", help="lint draft content where it exists")
+    lint.add_argument(
+        "--now",
+        type=_moment,
+        help="lint as of this ISO 8601 time (e.g. a launch date) instead of now",
+    )
     lint.set_defaults(handler=run_lint)

@@ -315,6 +315,9 @@ def test_cli_exit_status_and_json(capsys: pytest.CaptureFixture[str]) -> None:
         str(DEMO_CONTENT_DIR),
         "--audiences",
         str(DEMO_DIR / "audiences.yaml"),
+        # Before the demo's Black Friday banner ends, so the schedule is not expired.
+        "--now",
+        "2026-11-22T12:00:00Z",
     ]
     assert main(["lint", *demo_args]) == 0
     assert capsys.readouterr().out.strip() == "0 error(s), 0 warning(s)"
