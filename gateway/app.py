@@ -220,6 +220,7 @@ def create_app(
                 rng=random.Random(),
                 exploration_epsilon=settings.exploration_epsilon,
                 cold_start_epsilon=settings.cold_start_epsilon,
+                default_analytics_consent=settings.default_analytics_consent,
             )
             app.state.services = services
             app.state.mongo = client

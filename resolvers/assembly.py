@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from blocks.context import RequestFacts, TargetingContext, build_context
 from blocks.model import Page
@@ -114,10 +113,16 @@ async def decide(
     return rank_page(plan, None, epsilon=0.0, rng=rng), None  # nothing to score
 
 
-def analytics_allowed(profile: Mapping[str, Any] | None) -> bool:
-    """False when the visitor withdrew analytics consent (no exposures are logged)."""
-    consent = (profile or {}).get("consent")
-    return not (isinstance(consent, Mapping) and consent.get("analytics") is False)
+def analytics_allowed(read: ProfileRead, default: bool = True) -> bool:
+    """Whether exposures of this visitor may be logged (their analytics consent)."""
+    if not read.available:
+        # The profile could not be read, so neither could a withdrawal of consent.
+        return False
+    consent = (read.profile or {}).get("consent")
+    if isinstance(consent, Mapping) and "analytics" in consent:
+        return consent["analytics"] is not False
+    # No consent recorded yet: the same default event ingestion applies.
+    return default
 
 
 async def assemble_page(
@@ -142,7 +147,9 @@ async def assemble_page(
     features = visitor_snapshot(context)
     decision, scores = await decide(services, plan_page(page, context), features)
     decision, rendered = render_page(page, decision, context, served)
-    if services.exposures is not None and analytics_allowed(read.profile):
+    if services.exposures is not None and analytics_allowed(
+        read, services.default_analytics_consent
+    ):
         # Only enqueued here: the writer task does the I/O off the request path.
         services.exposures.record(
             exposure_documents(

@@ -39,6 +39,7 @@ class Services:
     rng: random.Random = field(default_factory=random.Random)
     exploration_epsilon: float = 0.1
     cold_start_epsilon: float = 0.0
+    default_analytics_consent: bool = True
 
 
 @dataclass(frozen=True, slots=True)

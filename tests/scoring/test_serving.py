@@ -306,6 +306,31 @@ async def test_previews_and_visitors_without_analytics_consent_log_nothing(
     assert await db[EXPOSURES].distinct("visitorId") == ["v-counted"]
 
 
+async def test_without_a_consent_record_the_default_analytics_consent_applies(
+    gateway: Callable[..., Any], mongo: Mongo, database_name: str
+) -> None:
+    db = mongo[database_name]
+    await db["profiles"].insert_one({"_id": "v-agreed", "consent": {"analytics": True}})
+    async with gateway(default_analytics_consent=False) as (client, services):
+        await _hero(client, "v-unknown")
+        await _hero(client, "v-agreed")
+        assert services.exposures is not None
+        await services.exposures.flush()
+    assert await db[EXPOSURES].distinct("visitorId") == ["v-agreed"]
+
+
+async def test_every_served_page_is_logged_even_from_the_response_cache(
+    gateway: Callable[..., Any], mongo: Mongo, database_name: str
+) -> None:
+    async with gateway(response_cache_size=16) as (client, services):
+        await _hero(client, "v-same")
+        await _hero(client, "v-same")
+        assert services.exposures is not None
+        await services.exposures.flush()
+    exposures = mongo[database_name][EXPOSURES]
+    assert await exposures.count_documents({"blockId": "deals-hero"}) == 2
+
+
 async def test_a_full_queue_drops_and_counts(mongo: Mongo, database_name: str) -> None:
     collection = mongo[database_name][EXPOSURES]
     log = ExposureLog(collection, max_queue=2, batch_size=10, flush_interval=0.01)
