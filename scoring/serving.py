@@ -85,6 +85,7 @@ class ModelServer:
         self._model: LoadedModel | None = None
         self._refused: str | None = None
         self._poll_failing = False
+        self._load_failing = False
         self._errors_logged = False
         self._task: asyncio.Task[None] | None = None
 
@@ -156,8 +157,14 @@ class ModelServer:
             return  # already refused and logged; wait for another activation
         try:
             loaded = await self._registry.load(version)
+        except PyMongoError as exc:
+            # Transient: not the artifact's fault, so the next poll tries again.
+            if not self._load_failing:
+                logger.warning("model %s not loaded yet, MongoDB unavailable: %s", version, exc)
+            self._load_failing = True
+            return
         except Exception as exc:
-            # SignatureMismatch, a MongoDB error, or anything unpickling can raise:
+            # SignatureMismatch, a missing version, anything unpickling can raise:
             # none of them may stop the current model from serving.
             self._refused = version
             MODEL_LOAD_FAILURES.labels(kind=self._kind).inc()
@@ -166,6 +173,7 @@ class ModelServer:
             )
             return
         self._refused = None
+        self._load_failing = False
         self._set_model(loaded)
         logger.info("now serving %s model %s", self._kind, version)
 
