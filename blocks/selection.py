@@ -3,17 +3,32 @@
 Order, per block:
 1. eligible variants: inside their schedule, matching the locale, the visitor
    in their audiences (any or all), their condition true;
-2. the highest priority among them wins (ties go to the earlier variant);
-3. otherwise the block's default variant.
+2. the highest priority among them forms the *tier* (all eligible variants
+   sharing that priority, in page order);
+3. within a tier of two or more, a model score ranks (ties go to the earlier
+   variant); without scores the earlier variant wins;
+4. ε-greedy exploration: with probability ε the pick is instead uniform over
+   the tier, and every decision records its `propensity`, the probability the
+   policy had of choosing it, so logged exposures can be reweighted;
+5. when scoring was attempted and failed (timeout, error), the earlier variant
+   wins with the reason `fallback:score-timeout` / `fallback:score-error`;
+6. no eligible variant: the block's default variant.
+
+Selection happens in two pure phases: `plan_page` (steps 1-2 and 6) and
+`rank_page` (steps 3-5), so the caller can score the plan's tiers in between.
+`select_page` is both phases without scores or exploration.
 
 Every block gets a `Decision` that says which variant and why. The scope on a
 decision records what it read, so a cache policy can be derived from it:
 `public` (nothing about the visitor), `audience` (only audience memberships)
-or `individual` (a condition over the visitor's own attributes).
+or `individual` (a condition over the visitor's own attributes, a model
+score over the visitor's features, or a random exploration draw).
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,6 +43,13 @@ REASON_DEFAULT = "default"
 REASON_CONDITION = "condition"
 REASON_PRIORITY = "priority"
 REASON_PROFILE_UNAVAILABLE = "fallback:profile-unavailable"
+REASON_SCORE = "score"
+REASON_EXPLORE = "explore"
+FALLBACK_SCORE_TIMEOUT = "fallback:score-timeout"
+FALLBACK_SCORE_ERROR = "fallback:score-error"
+
+#: Model scores by `(block_id, variant_id)`.
+Scores = Mapping[tuple[str, str], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +64,11 @@ class Decision:
     experiment: str | None = None
     bucket: str | None = None
     scope: Scope = "public"
+    #: The probability the policy had of choosing this variant (1.0 without a choice).
+    propensity: float = 1.0
+    model_version: str | None = None
+    #: The tier's variant ids when there was a choice between several.
+    candidates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +134,52 @@ def eligibility(variant: Variant, context: TargetingContext) -> str | None:
     return reason or REASON_PRIORITY
 
 
-def select_variant(block: Block, context: TargetingContext) -> Decision:
-    """Choose the variant of `block` for `context` and record why."""
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An eligible variant of a tier and why it is eligible."""
+
+    variant: Variant
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockPlan:
+    """One block before ranking: its tier, or the decision when there is no tier."""
+
+    block: Block
+    tier: tuple[Candidate, ...]
+    scope: Scope
+    #: Set when no variant is eligible (or the profile is unavailable).
+    default: Decision | None = None
+
+    @property
+    def contested(self) -> bool:
+        """Whether a choice between several variants remains."""
+        return len(self.tier) >= 2
+
+
+@dataclass(frozen=True, slots=True)
+class PagePlan:
+    """Every block's plan, in page order."""
+
+    blocks: tuple[BlockPlan, ...]
+    personalized: bool
+
+    @property
+    def contested(self) -> tuple[BlockPlan, ...]:
+        """The blocks whose tier holds two or more variants (what a model may rank)."""
+        return tuple(block for block in self.blocks if block.contested)
+
+
+def plan_block(block: Block, context: TargetingContext) -> BlockPlan:
+    """The eligible variants of the highest priority of `block`, or its default decision."""
     default = block.default_variant
     if not context.profile_available:
-        return Decision(
-            block_id=block.id,
-            variant_id=default.id,
-            reason=REASON_PROFILE_UNAVAILABLE,
-            rule_id=None,
+        decision = Decision(
+            block_id=block.id, variant_id=default.id, reason=REASON_PROFILE_UNAVAILABLE
         )
-    best: Variant | None = None
-    best_reason = REASON_DEFAULT
+        return BlockPlan(block=block, tier=(), scope="public", default=decision)
+    tier: list[Candidate] = []
     scope: Scope = "public"
     for variant in block.variants:
         if variant is default:
@@ -127,24 +188,143 @@ def select_variant(block: Block, context: TargetingContext) -> Decision:
         # whether it matched or not.
         scope = strictest((scope, _variant_scope(variant)))
         reason = eligibility(variant, context)
-        if reason is not None and (best is None or variant.priority > best.priority):
-            best, best_reason = variant, reason
-    if best is None:
-        return Decision(
+        if reason is None:
+            continue
+        if not tier or variant.priority > tier[0].variant.priority:
+            tier = [Candidate(variant, reason)]
+        elif variant.priority == tier[0].variant.priority:
+            tier.append(Candidate(variant, reason))
+    if not tier:
+        decision = Decision(
             block_id=block.id, variant_id=default.id, reason=REASON_DEFAULT, scope=scope
         )
-    return Decision(
-        block_id=block.id,
-        variant_id=best.id,
-        reason=best_reason,
-        rule_id=best.rule_id or f"{block.id}/{best.id}",
-        scope=scope,
+        return BlockPlan(block=block, tier=(), scope=scope, default=decision)
+    return BlockPlan(block=block, tier=tuple(tier), scope=scope)
+
+
+def plan_page(page: Page, context: TargetingContext) -> PagePlan:
+    """Plan every block of `page` for `context`: eligibility and priority tiers."""
+    return PagePlan(
+        blocks=tuple(plan_block(block, context) for block in page.blocks),
+        personalized=context.profile_available,
     )
+
+
+def _chosen(
+    plan: BlockPlan,
+    candidate: Candidate,
+    reason: str,
+    scope: Scope,
+    *,
+    score: float | None = None,
+    propensity: float = 1.0,
+    model_version: str | None = None,
+) -> Decision:
+    variant = candidate.variant
+    return Decision(
+        block_id=plan.block.id,
+        variant_id=variant.id,
+        reason=reason,
+        rule_id=variant.rule_id or f"{plan.block.id}/{variant.id}",
+        score=score,
+        scope=scope,
+        propensity=propensity,
+        model_version=model_version,
+        candidates=tuple(c.variant.id for c in plan.tier),
+    )
+
+
+def _tier_scores(plan: BlockPlan, scores: Scores | None) -> list[float] | None:
+    if scores is None:
+        return None
+    keys = [(plan.block.id, c.variant.id) for c in plan.tier]
+    if not all(key in scores for key in keys):
+        return None
+    return [float(scores[key]) for key in keys]
+
+
+def rank_block(
+    plan: BlockPlan,
+    scores: Scores | None,
+    *,
+    epsilon: float,
+    rng: random.Random | None,
+    model_version: str | None = None,
+    fallback: str | None = None,
+) -> Decision:
+    """Choose within the block's tier: by score, ε-greedy, or the fallback order."""
+    if plan.default is not None:
+        return plan.default
+    first = plan.tier[0]
+    if not plan.contested:
+        return _chosen(plan, first, first.reason, plan.scope)
+    if fallback is not None:
+        # Scoring failed: priority order only, no exploration, a certain choice.
+        return _chosen(plan, first, fallback, plan.scope, model_version=model_version)
+    tier_scores = _tier_scores(plan, scores)
+    exploit = 0
+    if tier_scores is not None:
+        # max() keeps the first of equal scores: ties go to the earlier variant.
+        exploit = max(range(len(tier_scores)), key=tier_scores.__getitem__)
+    n = len(plan.tier)
+    index, explored = exploit, False
+    if epsilon > 0:
+        if rng is None:
+            raise ValueError("rank_page: an rng is required when epsilon > 0")
+        if rng.random() < epsilon:
+            index, explored = rng.randrange(n), True
+    propensity = (1.0 - epsilon) * (index == exploit) + epsilon / n
+    chosen = plan.tier[index]
+    if explored:
+        reason = REASON_EXPLORE
+    elif tier_scores is not None:
+        reason = REASON_SCORE
+    else:
+        reason = chosen.reason
+    # A score reads the visitor's features and a draw is per request: never shared.
+    random_or_scored = tier_scores is not None or epsilon > 0
+    return _chosen(
+        plan,
+        chosen,
+        reason,
+        "individual" if random_or_scored else plan.scope,
+        score=None if tier_scores is None else tier_scores[index],
+        propensity=propensity,
+        model_version=model_version if tier_scores is not None else None,
+    )
+
+
+def rank_page(
+    plan: PagePlan,
+    scores: Scores | None,
+    *,
+    epsilon: float,
+    rng: random.Random | None,
+    model_version: str | None = None,
+    fallback: str | None = None,
+) -> PageDecision:
+    """Rank every block's tier (see the module docstring for the order)."""
+    return PageDecision(
+        decisions=tuple(
+            rank_block(
+                block,
+                scores,
+                epsilon=epsilon,
+                rng=rng,
+                model_version=model_version,
+                fallback=fallback,
+            )
+            for block in plan.blocks
+        ),
+        personalized=plan.personalized,
+    )
+
+
+def select_variant(block: Block, context: TargetingContext) -> Decision:
+    """Choose the variant of `block` for `context` and record why (no scores)."""
+    return rank_block(plan_block(block, context), None, epsilon=0.0, rng=None)
 
 
 def select_page(page: Page, context: TargetingContext) -> PageDecision:
-    """Decide every block of `page` for `context` in one call."""
-    return PageDecision(
-        decisions=tuple(select_variant(block, context) for block in page.blocks),
-        personalized=context.profile_available,
-    )
+    """Decide every block of `page` for `context` in one call (no scores)."""
+    return rank_page(plan_page(page, context), None, epsilon=0.0, rng=None)

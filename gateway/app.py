@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
@@ -38,6 +39,9 @@ from profiles.seed import seed_demo
 from profiles.store import ProfileStore
 from resolvers.context import IngestLimits, Services
 from resolvers.schema import build_schema
+from scoring.exposures import EXPOSURES, ExposureLog
+from scoring.registry import ModelRegistry, signing_key_from
+from scoring.serving import ModelServer
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +185,23 @@ def create_app(
             invalidator = Invalidator(content, purge_sink, redis_url=redis_url)
             await invalidator.start()
             stack.push_async_callback(invalidator.aclose)
+            # Pushed after the client: the stack closes both before the client closes.
+            registry = ModelRegistry(
+                database,
+                signing_key_from(settings.model_signing_key.get_secret_value(), settings.state_dir),
+            )
+            scorer = ModelServer(
+                registry, budget=settings.scoring_budget, poll_seconds=settings.model_poll_seconds
+            )
+            await scorer.start()
+            stack.push_async_callback(scorer.aclose)
+            exposures = ExposureLog(
+                database[EXPOSURES],
+                max_queue=settings.exposure_queue_size,
+                batch_size=settings.exposure_batch_size,
+            )
+            exposures.start()
+            stack.push_async_callback(exposures.aclose)
             services = Services(
                 content=content,
                 profiles=BudgetedProfileReader(store, budget=settings.profile_budget),
@@ -195,6 +216,12 @@ def create_app(
                     max_skew_seconds=settings.event_max_skew_seconds,
                 ),
                 renderer=BlockRenderer(settings.block_templates_dir),
+                scorer=scorer,
+                exposures=exposures,
+                rng=random.Random(),
+                exploration_epsilon=settings.exploration_epsilon,
+                cold_start_epsilon=settings.cold_start_epsilon,
+                default_analytics_consent=settings.default_analytics_consent,
             )
             app.state.services = services
             app.state.mongo = client

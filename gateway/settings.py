@@ -86,6 +86,21 @@ class Settings(BaseSettings):
     block_templates_dir: Path | None = Field(
         default=None, description="Folder of <type>.html.j2 overriding the shipped block HTML."
     )
+    # Model scoring and exposure logging (issue 6).
+    exploration_epsilon: float = Field(
+        default=0.1, ge=0, le=1, description="ε-greedy exploration rate when a model scores."
+    )
+    cold_start_epsilon: float = Field(
+        default=0.0, ge=0, le=1, description="Exploration rate while no model is active."
+    )
+    scoring_budget_ms: float = Field(default=15.0, gt=0)
+    model_poll_seconds: float = Field(default=5.0, gt=0)
+    model_signing_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="HMAC key of model artifacts; empty: one generated under STATE_DIR.",
+    )
+    exposure_queue_size: int = Field(default=10_000, ge=1)
+    exposure_batch_size: int = Field(default=500, ge=1)
 
     def key_ring(self) -> KeyRing:
         """The configured keys, ready to authenticate requests."""
@@ -99,3 +114,8 @@ class Settings(BaseSettings):
     def profile_budget(self) -> float:
         """The profile time budget in seconds."""
         return self.profile_budget_ms / 1000.0
+
+    @property
+    def scoring_budget(self) -> float:
+        """The scoring time budget in seconds."""
+        return self.scoring_budget_ms / 1000.0

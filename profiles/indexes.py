@@ -13,6 +13,8 @@ CONSENT_LOG = "consent_log"
 AUDIT = "audit"
 PENDING = "pending_commits"
 TTL_INDEX = "events_ttl"
+#: Written by scoring.exposures (the name is repeated here to keep profiles free of scoring).
+EXPOSURES = "exposures"
 
 
 async def ensure_indexes(database: AsyncDatabase[dict[str, Any]], *, retention_days: float) -> None:
@@ -39,3 +41,10 @@ async def ensure_indexes(database: AsyncDatabase[dict[str, Any]], *, retention_d
     await database[CONSENT_LOG].create_index(
         [("visitorId", ASCENDING), ("at", ASCENDING)], name="consent_visitor"
     )
+    exposures = database[EXPOSURES]
+    # A visitor's latest exposures per block (outcome joins), and time windows (training).
+    await exposures.create_index(
+        [("visitorId", ASCENDING), ("blockId", ASCENDING), ("ts", DESCENDING)],
+        name="exposures_visitor_block",
+    )
+    await exposures.create_index([("ts", ASCENDING)], name="exposures_ts")

@@ -1,23 +1,37 @@
-"""Assemble a page for a visitor: content, profile, context, decisions.
+"""Assemble a page for a visitor: content, profile, context, decisions, exposures.
 
 This is the only place a request touches the content cache and the profile
 reader; everything it decides is delegated to the pure `blocks` package, so
-the decision is computed before any GraphQL field is resolved.
+the decision is computed before any GraphQL field is resolved. In between the
+two selection phases the active model scores the contested tiers, within its
+time budget; the served decisions are queued as exposures (never awaited).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from blocks.context import RequestFacts, TargetingContext, build_context
 from blocks.model import Page
-from blocks.selection import PageDecision, select_page
+from blocks.selection import (
+    FALLBACK_SCORE_ERROR,
+    FALLBACK_SCORE_TIMEOUT,
+    PageDecision,
+    PagePlan,
+    Scores,
+    plan_page,
+    rank_page,
+)
 from blocks.templating import RenderedFields, render_page
 from cms_adapters.errors import CMSError, ContentNotFound
+from profiles.reader import ProfileRead
 from resolvers.context import Services
 from resolvers.errors import BadUserInput, ContentUnavailable, PageNotFound
 from resolvers.page_plan import PageArgs
+from scoring.exposures import exposure_documents
+from scoring.features import Snapshot, visitor_snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +65,9 @@ class PlannedPage:
     assembled: AssembledPage
 
 
-async def targeting_context(
-    services: Services, facts: RequestFacts, locale: str | None
+def _context(
+    services: Services, facts: RequestFacts, locale: str | None, read: ProfileRead
 ) -> TargetingContext:
-    """Read the profile within its budget and build the targeting context."""
-    read = await services.profiles.read(facts.visitor_id)
     return build_context(
         request=facts,
         profile=read.profile,
@@ -64,6 +76,53 @@ async def targeting_context(
         locale=locale,
         profile_available=read.available,
     )
+
+
+async def targeting_context(
+    services: Services, facts: RequestFacts, locale: str | None
+) -> TargetingContext:
+    """Read the profile within its budget and build the targeting context."""
+    return _context(services, facts, locale, await services.profiles.read(facts.visitor_id))
+
+
+async def decide(
+    services: Services, plan: PagePlan, features: Snapshot
+) -> tuple[PageDecision, Scores | None]:
+    """Rank the plan: by the active model's scores within budget, else priority order."""
+    rng = services.rng
+    result = None
+    if services.scorer is not None and plan.contested:
+        result = await services.scorer.score(plan, features)
+    if result is None or result.outcome == "no_model":
+        return rank_page(plan, None, epsilon=services.cold_start_epsilon, rng=rng), None
+    if result.outcome == "scored":
+        decision = rank_page(
+            plan,
+            result.scores,
+            epsilon=services.exploration_epsilon,
+            rng=rng,
+            model_version=result.version,
+        )
+        return decision, result.scores
+    if result.outcome in ("timeout", "error"):
+        fallback = FALLBACK_SCORE_TIMEOUT if result.outcome == "timeout" else FALLBACK_SCORE_ERROR
+        decision = rank_page(
+            plan, None, epsilon=0.0, rng=rng, model_version=result.version, fallback=fallback
+        )
+        return decision, None
+    return rank_page(plan, None, epsilon=0.0, rng=rng), None  # nothing to score
+
+
+def analytics_allowed(read: ProfileRead, default: bool = True) -> bool:
+    """Whether exposures of this visitor may be logged (their analytics consent)."""
+    if not read.available:
+        # The profile could not be read, so neither could a withdrawal of consent.
+        return False
+    consent = (read.profile or {}).get("consent")
+    if isinstance(consent, Mapping) and "analytics" in consent:
+        return consent["analytics"] is not False
+    # No consent recorded yet: the same default event ingestion applies.
+    return default
 
 
 async def assemble_page(
@@ -83,8 +142,27 @@ async def assemble_page(
             f"locale: page {slug!r} is not available in {locale!r}; "
             f"available locales: {', '.join(page.locales)}."
         )
-    context = await targeting_context(services, facts, served)
-    decision, rendered = render_page(page, select_page(page, context), context, served)
+    read = await services.profiles.read(facts.visitor_id)
+    context = _context(services, facts, served, read)
+    features = visitor_snapshot(context)
+    decision, scores = await decide(services, plan_page(page, context), features)
+    decision, rendered = render_page(page, decision, context, served)
+    if services.exposures is not None and analytics_allowed(
+        read, services.default_analytics_consent
+    ):
+        # Only enqueued here: the writer task does the I/O off the request path.
+        services.exposures.record(
+            exposure_documents(
+                visitor_id=facts.visitor_id,
+                page=page,
+                locale=served,
+                decision=decision,
+                context=context,
+                scores=scores,
+                now=services.clock(),
+                features=features,
+            )
+        )
     return AssembledPage(
         page=page,
         version=parsed.version,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,8 @@ from profiles.audiences import AudienceCatalog
 from profiles.ingest import Ingestor
 from profiles.reader import BudgetedProfileReader
 from profiles.store import ProfileStore
+from scoring.exposures import ExposureLog
+from scoring.serving import ModelServer
 
 
 @dataclass(slots=True)
@@ -31,6 +34,12 @@ class Services:
     ingestor: Ingestor | None = None
     ingest_limits: IngestLimits = field(default_factory=lambda: IngestLimits())
     renderer: BlockRenderer = field(default_factory=BlockRenderer)
+    scorer: ModelServer | None = None
+    exposures: ExposureLog | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    exploration_epsilon: float = 0.1
+    cold_start_epsilon: float = 0.0
+    default_analytics_consent: bool = True
 
 
 @dataclass(frozen=True, slots=True)

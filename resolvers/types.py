@@ -16,12 +16,22 @@ class Decision:
     variant_id: str
     reason: str = strawberry.field(
         description="e.g. `audience:high_value`, `condition`, `priority`, `default`, "
-        "`fallback:profile-unavailable`."
+        "`score`, `explore`, `fallback:profile-unavailable`, `fallback:score-timeout`, "
+        "`fallback:score-error`."
     )
     rule_id: str | None = strawberry.field(description="The rule that selected the variant.")
-    score: float | None = strawberry.field(description="Model score that ranked the variant.")
+    score: float | None = strawberry.field(
+        description="The model's score of the chosen variant, when a model ranked its tier."
+    )
     experiment: str | None = strawberry.field(description="Experiment key, if under test.")
     bucket: str | None = strawberry.field(description="Experiment arm assigned.")
+    propensity: float = strawberry.field(
+        description="The probability the policy had of choosing this variant "
+        "(1 when there was no choice; below 1 under exploration)."
+    )
+    model_version: str | None = strawberry.field(
+        description="The model version that ranked the variant's tier, if any."
+    )
 
     @classmethod
     def from_record(cls, record: DecisionRecord) -> Decision:
@@ -33,6 +43,8 @@ class Decision:
             score=record.score,
             experiment=record.experiment,
             bucket=record.bucket,
+            propensity=record.propensity,
+            model_version=record.model_version,
         )
 
 

@@ -12,7 +12,7 @@ EXPOSURES_DROPPED = Counter(
 )
 SCORING = Counter(
     "tessera_scoring",
-    "Page scoring calls by outcome (scored, timeout, error).",
+    "Page scoring calls by outcome (scored, timeout, error, no_model, nothing_to_score).",
     ["outcome"],
 )
 SCORING_SECONDS = Histogram(
@@ -28,4 +28,9 @@ ACTIVE_MODEL = Gauge(
     "tessera_active_model",
     "1 for the model version currently serving.",
     ["kind", "version"],
+)
+MODEL_LOAD_FAILURES = Counter(
+    "tessera_model_load_failures",
+    "Activated model versions a server refused to load (bad signature, load error).",
+    ["kind"],
 )

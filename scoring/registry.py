@@ -11,6 +11,7 @@ the history of activations that `rollback` walks back through.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import io
@@ -216,7 +217,8 @@ class ModelRegistry:
             raise SignatureMismatch(
                 f"model {version!r}: signature does not verify; the artifact was not loaded"
             )
-        estimator = joblib.load(io.BytesIO(data))
+        # Unpickling a large model takes a while: keep it off the event loop.
+        estimator = await asyncio.to_thread(joblib.load, io.BytesIO(data))
         sample = await self._db[SAMPLES].find_one({"_id": version}) or {}
         sample.pop("_id", None)
         return LoadedModel(

@@ -1,0 +1,188 @@
+"""Exposure logging: one document per block served, written in batches off the request path.
+
+`record` only enqueues (never blocks, never raises); a background writer
+drains the queue with unordered `insert_many` batches. When the queue is full
+or MongoDB refuses a batch, exposures are dropped and counted rather than
+slowing pages down. The document shape is what training reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
+from blocks.context import TargetingContext
+from blocks.model import Page
+from blocks.selection import PageDecision, Scores
+from scoring.features import Snapshot, visitor_snapshot
+from scoring.metrics import EXPOSURES_DROPPED, EXPOSURES_LOGGED
+
+logger = logging.getLogger(__name__)
+
+EXPOSURES = "exposures"
+
+
+def exposure_documents(
+    *,
+    visitor_id: str,
+    page: Page,
+    locale: str,
+    decision: PageDecision,
+    context: TargetingContext,
+    scores: Scores | None,
+    now: datetime,
+    features: Snapshot | None = None,
+) -> list[dict[str, Any]]:
+    """One exposure document per block of a served page."""
+    if features is None:
+        features = visitor_snapshot(context)
+    documents: list[dict[str, Any]] = []
+    for block, record in zip(page.blocks, decision.decisions, strict=True):
+        ids = record.candidates if len(record.candidates) > 1 else (record.variant_id,)
+        candidates = []
+        for variant_id in ids:
+            score = (scores or {}).get((block.id, variant_id))
+            if variant_id == record.variant_id and score is None:
+                score = record.score
+            candidates.append(
+                {
+                    "variantId": variant_id,
+                    "tags": list(block.variant(variant_id).tags),
+                    "score": score,
+                }
+            )
+        documents.append(
+            {
+                "_id": uuid.uuid4().hex,
+                "visitorId": visitor_id,
+                "page": page.slug,
+                "locale": locale,
+                "blockId": block.id,
+                "variantId": record.variant_id,
+                "reason": record.reason,
+                "ruleId": record.rule_id,
+                "score": record.score,
+                "propensity": record.propensity,
+                "modelVersion": record.model_version,
+                "candidates": candidates,
+                # Each document carries its own copy: training reads them independently.
+                "features": dict(features),
+                "personalized": decision.personalized,
+                "ts": now,
+            }
+        )
+    return documents
+
+
+class ExposureLog:
+    """A bounded queue of exposure documents and the task that writes them in batches."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        *,
+        max_queue: int = 10_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.25,
+    ) -> None:
+        self._collection = collection
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_queue)
+        self._batch_size = batch_size
+        self._interval = flush_interval
+        self._closing = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    @property
+    def pending(self) -> int:
+        """Exposures queued and not yet written."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        """Start the background writer."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="exposure-writer")
+
+    def record(self, documents: Iterable[dict[str, Any]]) -> None:
+        """Queue exposures for writing; drops (and counts) what does not fit. Never blocks."""
+        for document in documents:
+            if self._closing.is_set():
+                EXPOSURES_DROPPED.labels(cause="closed").inc()
+                continue
+            try:
+                self._queue.put_nowait(document)
+            except asyncio.QueueFull:
+                EXPOSURES_DROPPED.labels(cause="queue_full").inc()
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far has been written (or dropped)."""
+        await self._queue.join()
+
+    async def aclose(self) -> None:
+        """Write everything queued, then stop the writer."""
+        self._closing.set()
+        if self._task is None:
+            return
+        if not self._task.done():
+            await self.flush()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            if self._queue.qsize() < self._batch_size - 1 and not self._closing.is_set():
+                # Wait a little for more: fewer, larger writes.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self._interval)
+            while len(batch) < self._batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            try:
+                await self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            await self._collection.insert_many(batch, ordered=False)
+        except PyMongoError as exc:
+            written = _inserted(exc)
+            EXPOSURES_LOGGED.inc(written)
+            EXPOSURES_DROPPED.labels(cause="error").inc(len(batch) - written)
+            if not self._failing:
+                # Once per incident: a down database would otherwise log every batch.
+                logger.warning("exposures dropped, MongoDB refused a batch: %s", exc)
+            self._failing = True
+            return
+        except Exception:
+            EXPOSURES_DROPPED.labels(cause="error").inc(len(batch))
+            logger.exception("exposures dropped: unexpected error writing a batch")
+            return
+        if self._failing:
+            logger.info("exposure writes recovered")
+        self._failing = False
+        EXPOSURES_LOGGED.inc(len(batch))
+
+
+def _inserted(exc: PyMongoError) -> int:
+    """How many documents an unordered bulk insert wrote before failing."""
+    details = getattr(exc, "details", None)
+    if isinstance(details, Mapping):
+        count = details.get("nInserted")
+        if isinstance(count, int):
+            return count
+    return 0

@@ -1,0 +1,367 @@
+"""Serving: model-ranked decisions over GraphQL, hot reload, refusal, budget, exposures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from prometheus_client import REGISTRY
+from pydantic import SecretStr
+from pymongo import AsyncMongoClient
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from resolvers.context import Services
+from scoring.exposures import EXPOSURES, ExposureLog
+from scoring.registry import BUCKET, STATE, ModelRegistry
+from scoring.serving import ModelServer
+from tests.conftest import Clock
+from tests.graphql_helpers import ADMIN, graphql
+from tests.scoring.models import BrokenModel, SlowModel, fitted
+
+CONTENT = Path(__file__).resolve().parents[1] / "fixtures" / "ranked_content"
+KEY = "serving-test-key"
+POLL = 0.05
+
+QUERY = """
+query($slug: String!) {
+  page(slug: $slug) {
+    blocks { id variantId decision { variantId reason score propensity modelVersion } }
+  }
+}
+"""
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "content_dir": CONTENT,
+            "model_signing_key": SecretStr(KEY),
+            "model_poll_seconds": POLL,
+            "scoring_budget_ms": 2000.0,  # generous: shared CI machines are noisy
+            "exploration_epsilon": 0.0,
+            "response_cache_size": 0,
+        }
+    )
+
+
+@pytest.fixture
+def registry(mongo: Mongo, database_name: str) -> ModelRegistry:
+    return ModelRegistry(mongo[database_name], KEY.encode())
+
+
+Gateway = tuple[httpx.AsyncClient, Services]
+
+
+@pytest.fixture
+def gateway(settings: Settings, clock: Clock) -> Callable[..., Any]:
+    """Start the gateway with setting overrides: `async with gateway(**overrides) as (c, s)`."""
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[Gateway]:
+        app = create_app(settings.model_copy(update=overrides), clock=clock)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
+                yield client, app.state.services
+
+    return start
+
+
+async def _save(registry: ModelRegistry, estimator: Any) -> str:
+    info = await registry.save(estimator, kind="variant", metrics={}, features=[], window={})
+    return info.version
+
+
+async def _serving(services: Services, version: str | None) -> None:
+    """Wait (a few seconds at most) until the gateway's model server serves `version`."""
+    assert services.scorer is not None
+    deadline = time.monotonic() + 5.0
+    while services.scorer.version != version:
+        assert time.monotonic() < deadline, f"still serving {services.scorer.version}"
+        await asyncio.sleep(POLL / 2)
+
+
+async def _hero(client: httpx.AsyncClient, visitor: str = "v-1") -> dict[str, Any]:
+    response = await graphql(client, QUERY, {"slug": "deals"}, visitor=visitor)
+    body = response.json()
+    assert "errors" not in body, body
+    block: dict[str, Any] = body["data"]["page"]["blocks"][0]
+    assert block["id"] == "deals-hero"
+    return block
+
+
+def _sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+# -- ranking and hot reload --------------------------------------------------------
+
+
+async def test_decisions_follow_the_models_ranking(
+    gateway: Callable[..., Any], registry: ModelRegistry
+) -> None:
+    version = await _save(registry, fitted("story"))
+    await registry.activate(version)
+    async with gateway() as (client, _):
+        hero = await _hero(client)
+    decision = hero["decision"]
+    assert hero["variantId"] == "story"
+    assert decision["reason"] == "score"
+    assert decision["propensity"] == 1.0
+    assert decision["modelVersion"] == version
+    assert decision["score"] > 0.5
+
+
+async def test_without_a_model_the_earlier_variant_wins(gateway: Callable[..., Any]) -> None:
+    async with gateway() as (client, _):
+        hero = await _hero(client)
+    assert hero["decision"] == {
+        "variantId": "sale",
+        "reason": "priority",
+        "score": None,
+        "propensity": 1.0,
+        "modelVersion": None,
+    }
+
+
+async def test_a_newly_activated_model_serves_without_restart(
+    gateway: Callable[..., Any], registry: ModelRegistry
+) -> None:
+    story = await _save(registry, fitted("story"))
+    sale = await _save(registry, fitted("sale"))
+    await registry.activate(story)
+    async with gateway() as (client, services):
+        assert (await _hero(client))["variantId"] == "story"
+        await registry.activate(sale)
+        await _serving(services, sale)
+        hero = await _hero(client)
+        assert (hero["variantId"], hero["decision"]["modelVersion"]) == ("sale", sale)
+        assert _sample("tessera_active_model", {"kind": "variant", "version": sale}) == 1.0
+        # Rolling back past the first activation leaves no model: priority order again.
+        await registry.rollback()
+        await _serving(services, story)
+        await registry.rollback()
+        await _serving(services, None)
+        hero = await _hero(client)
+        assert (hero["variantId"], hero["decision"]["reason"]) == ("sale", "priority")
+
+
+async def test_a_tampered_artifact_is_refused_and_the_previous_model_keeps_serving(
+    gateway: Callable[..., Any], registry: ModelRegistry, mongo: Mongo, database_name: str
+) -> None:
+    good = await _save(registry, fitted("story"))
+    await registry.activate(good)
+    bad = await _save(registry, fitted("sale"))
+    db = mongo[database_name]
+    info = await db["models.registry"].find_one({"_id": bad})
+    assert info is not None
+    chunk = await db[f"{BUCKET}.chunks"].find_one({"files_id": info["fileId"]})
+    assert chunk is not None
+    data = bytearray(chunk["data"])
+    data[len(data) // 2] ^= 0xFF
+    await db[f"{BUCKET}.chunks"].update_one({"_id": chunk["_id"]}, {"$set": {"data": bytes(data)}})
+    failures = _sample("tessera_model_load_failures_total", {"kind": "variant"})
+    async with gateway() as (client, services):
+        # Bypass `activate` (which would refuse it too), as a hostile write would.
+        await db[STATE].update_one({"_id": "variant"}, {"$set": {"active": bad}})
+        await asyncio.sleep(POLL * 10)
+        assert services.scorer is not None
+        assert services.scorer.version == good
+        hero = await _hero(client)
+        assert (hero["variantId"], hero["decision"]["modelVersion"]) == ("story", good)
+    # Refused once, not on every poll.
+    assert _sample("tessera_model_load_failures_total", {"kind": "variant"}) == failures + 1
+
+
+async def test_a_slow_model_never_delays_the_page_beyond_the_budget(
+    gateway: Callable[..., Any], registry: ModelRegistry
+) -> None:
+    version = await _save(registry, SlowModel())
+    await registry.activate(version)
+    timeouts = _sample("tessera_scoring_total", {"outcome": "timeout"})
+    async with gateway(scoring_budget_ms=50.0) as (client, _):
+        for visitor in ("v-1", "v-2"):
+            started = time.perf_counter()
+            hero = await _hero(client, visitor)
+            assert time.perf_counter() - started < 1.0
+            assert hero["variantId"] == "sale"
+            assert hero["decision"]["reason"] == "fallback:score-timeout"
+            assert hero["decision"]["propensity"] == 1.0
+    assert _sample("tessera_scoring_total", {"outcome": "timeout"}) == timeouts + 2
+
+
+async def test_a_failing_model_falls_back_with_a_reason(
+    gateway: Callable[..., Any], registry: ModelRegistry
+) -> None:
+    version = await _save(registry, BrokenModel())
+    await registry.activate(version)
+    async with gateway() as (client, _):
+        hero = await _hero(client)
+    assert (hero["variantId"], hero["decision"]["reason"]) == ("sale", "fallback:score-error")
+
+
+async def test_exploration_with_a_model_logs_propensities(
+    gateway: Callable[..., Any], registry: ModelRegistry
+) -> None:
+    version = await _save(registry, fitted("story"))
+    await registry.activate(version)
+    async with gateway(exploration_epsilon=1.0) as (client, _):
+        heroes = [await _hero(client, f"v-{i}") for i in range(30)]
+    assert {h["variantId"] for h in heroes} == {"sale", "story"}
+    assert {h["decision"]["reason"] for h in heroes} == {"explore"}
+    assert {h["decision"]["propensity"] for h in heroes} == {0.5}
+
+
+async def test_the_server_starts_without_a_loadable_model(
+    registry: ModelRegistry, mongo: Mongo, database_name: str
+) -> None:
+    version = await _save(registry, fitted("story"))
+    await mongo[database_name][STATE].update_one(
+        {"_id": "variant"}, {"$set": {"active": version}}, upsert=True
+    )
+    await mongo[database_name]["models.registry"].update_one(
+        {"_id": version}, {"$set": {"signature": "0" * 64}}
+    )
+    async with ModelServer(registry, budget=1.0, poll_seconds=POLL) as server:
+        assert server.version is None
+
+
+# -- exposures ---------------------------------------------------------------------
+
+
+EXPOSURE_KEYS = {
+    "_id",
+    "visitorId",
+    "page",
+    "locale",
+    "blockId",
+    "variantId",
+    "reason",
+    "ruleId",
+    "score",
+    "propensity",
+    "modelVersion",
+    "candidates",
+    "features",
+    "personalized",
+    "ts",
+}
+
+
+async def test_a_served_page_logs_one_exposure_per_block(
+    gateway: Callable[..., Any], registry: ModelRegistry, mongo: Mongo, database_name: str
+) -> None:
+    version = await _save(registry, fitted("story"))
+    await registry.activate(version)
+    async with gateway() as (client, services):
+        await _hero(client, "v-exposed")
+        assert services.exposures is not None
+        await services.exposures.flush()
+    documents = await mongo[database_name][EXPOSURES].find({}).sort("blockId", -1).to_list()
+    assert [d["blockId"] for d in documents] == ["deals-hero", "deals-banner"]
+    hero, banner = documents
+    assert set(hero) == EXPOSURE_KEYS
+    assert len(hero["_id"]) == 32
+    assert (hero["visitorId"], hero["page"], hero["locale"]) == ("v-exposed", "deals", "en-US")
+    assert (hero["variantId"], hero["reason"], hero["modelVersion"]) == ("story", "score", version)
+    assert hero["ruleId"] == "deals-hero/story"
+    assert hero["propensity"] == 1.0
+    assert [(c["variantId"], c["tags"]) for c in hero["candidates"]] == [
+        ("sale", ["discount"]),
+        ("story", ["brand"]),
+    ]
+    sale_score, story_score = (c["score"] for c in hero["candidates"])
+    assert story_score == hero["score"] > sale_score
+    assert hero["features"]["device"] == "desktop"
+    assert hero["personalized"] is True
+    assert hero["ts"] == services.clock()
+    assert banner["candidates"] == [{"variantId": "default", "tags": [], "score": None}]
+    assert (banner["reason"], banner["score"], banner["modelVersion"]) == ("default", None, None)
+
+
+async def test_previews_and_visitors_without_analytics_consent_log_nothing(
+    gateway: Callable[..., Any], mongo: Mongo, database_name: str
+) -> None:
+    db = mongo[database_name]
+    await db["profiles"].insert_one({"_id": "v-private", "consent": {"analytics": False}})
+    preview = 'query { page(slug: "deals", preview: {drafts: false}) { preview } }'
+    async with gateway() as (client, services):
+        response = await graphql(client, preview, headers=ADMIN)
+        assert response.json()["data"]["page"]["preview"] is True
+        await _hero(client, "v-private")
+        await _hero(client, "v-counted")
+        assert services.exposures is not None
+        await services.exposures.flush()
+    assert await db[EXPOSURES].distinct("visitorId") == ["v-counted"]
+
+
+async def test_without_a_consent_record_the_default_analytics_consent_applies(
+    gateway: Callable[..., Any], mongo: Mongo, database_name: str
+) -> None:
+    db = mongo[database_name]
+    await db["profiles"].insert_one({"_id": "v-agreed", "consent": {"analytics": True}})
+    async with gateway(default_analytics_consent=False) as (client, services):
+        await _hero(client, "v-unknown")
+        await _hero(client, "v-agreed")
+        assert services.exposures is not None
+        await services.exposures.flush()
+    assert await db[EXPOSURES].distinct("visitorId") == ["v-agreed"]
+
+
+async def test_every_served_page_is_logged_even_from_the_response_cache(
+    gateway: Callable[..., Any], mongo: Mongo, database_name: str
+) -> None:
+    async with gateway(response_cache_size=16) as (client, services):
+        await _hero(client, "v-same")
+        await _hero(client, "v-same")
+        assert services.exposures is not None
+        await services.exposures.flush()
+    exposures = mongo[database_name][EXPOSURES]
+    assert await exposures.count_documents({"blockId": "deals-hero"}) == 2
+
+
+async def test_a_full_queue_drops_and_counts(mongo: Mongo, database_name: str) -> None:
+    collection = mongo[database_name][EXPOSURES]
+    log = ExposureLog(collection, max_queue=2, batch_size=10, flush_interval=0.01)
+    dropped = _sample("tessera_exposures_dropped_total", {"cause": "queue_full"})
+    log.record({"_id": str(i)} for i in range(5))
+    assert _sample("tessera_exposures_dropped_total", {"cause": "queue_full"}) == dropped + 3
+    log.start()
+    await log.aclose()
+    assert await collection.count_documents({}) == 2
+
+
+async def test_aclose_writes_everything_queued(mongo: Mongo, database_name: str) -> None:
+    collection = mongo[database_name][EXPOSURES]
+    log = ExposureLog(collection, batch_size=7, flush_interval=10.0)
+    log.start()
+    logged = _sample("tessera_exposures_logged_total")
+    log.record({"_id": str(i)} for i in range(50))
+    await log.aclose()
+    assert await collection.count_documents({}) == 50
+    assert _sample("tessera_exposures_logged_total") == logged + 50
+    log.record([{"_id": "late"}])
+    assert await collection.count_documents({}) == 50
+
+
+async def test_a_refused_batch_is_dropped_and_counted(mongo: Mongo, database_name: str) -> None:
+    collection = mongo[database_name][EXPOSURES]
+    await collection.insert_one({"_id": "taken"})
+    log = ExposureLog(collection, flush_interval=0.01)
+    log.start()
+    errors = _sample("tessera_exposures_dropped_total", {"cause": "error"})
+    log.record([{"_id": "taken"}, {"_id": "new"}])
+    await log.aclose()
+    assert _sample("tessera_exposures_dropped_total", {"cause": "error"}) == errors + 1
+    assert await collection.count_documents({}) == 2
