@@ -38,6 +38,8 @@ class TargetingContext:
     locale: str | None
     profile_available: bool = True
     groups: Mapping[str, Sequence[Any]] | None = None
+    #: False when the profile was read but its owner withdrew personalization consent.
+    personalization_consent: bool = True
 
 
 def _minutes_since(moment: Any, now: datetime) -> float | None:
@@ -150,7 +152,8 @@ def build_context(
         "dayOfWeek": now.isoweekday(),
     }
     # Without personalization consent the page renders as if no profile could be read.
-    profile_available = profile_available and personalization_allowed(profile)
+    consent = personalization_allowed(profile)
+    profile_available = profile_available and consent
     if profile_available:
         attributes.update(profile_attributes(profile, now))
     members = audiences.memberships(attributes, groups) if profile_available else frozenset()
@@ -162,4 +165,5 @@ def build_context(
         locale=locale,
         profile_available=profile_available,
         groups=groups,
+        personalization_consent=consent,
     )

@@ -43,6 +43,7 @@ REASON_DEFAULT = "default"
 REASON_CONDITION = "condition"
 REASON_PRIORITY = "priority"
 REASON_PROFILE_UNAVAILABLE = "fallback:profile-unavailable"
+REASON_NO_CONSENT = "fallback:no-consent"
 REASON_SCORE = "score"
 REASON_EXPLORE = "explore"
 FALLBACK_SCORE_TIMEOUT = "fallback:score-timeout"
@@ -175,9 +176,10 @@ def plan_block(block: Block, context: TargetingContext) -> BlockPlan:
     """The eligible variants of the highest priority of `block`, or its default decision."""
     default = block.default_variant
     if not context.profile_available:
-        decision = Decision(
-            block_id=block.id, variant_id=default.id, reason=REASON_PROFILE_UNAVAILABLE
+        fallback = (
+            REASON_PROFILE_UNAVAILABLE if context.personalization_consent else REASON_NO_CONSENT
         )
+        decision = Decision(block_id=block.id, variant_id=default.id, reason=fallback)
         return BlockPlan(block=block, tier=(), scope="public", default=decision)
     tier: list[Candidate] = []
     scope: Scope = "public"

@@ -16,8 +16,8 @@ class Decision:
     variant_id: str
     reason: str = strawberry.field(
         description="e.g. `audience:high_value`, `condition`, `priority`, `default`, "
-        "`score`, `explore`, `fallback:profile-unavailable`, `fallback:score-timeout`, "
-        "`fallback:score-error`."
+        "`score`, `explore`, `fallback:profile-unavailable`, `fallback:no-consent`, "
+        "`fallback:score-timeout`, `fallback:score-error`."
     )
     rule_id: str | None = strawberry.field(description="The rule that selected the variant.")
     score: float | None = strawberry.field(

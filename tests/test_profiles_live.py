@@ -196,7 +196,7 @@ async def test_without_personalization_consent_pages_render_defaults(
     page = (await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor="demo-vip")).json()
     assert page["data"]["page"]["personalized"] is False
     assert variants(page["data"]["page"])["home-hero"] == "default"
-    assert set(reasons(page["data"]["page"]).values()) == {"fallback:profile-unavailable"}
+    assert set(reasons(page["data"]["page"]).values()) == {"fallback:no-consent"}
     await post(client, [event("consent", "demo-vip", properties={"personalization": True})])
     page = (await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor="demo-vip")).json()
     assert variants(page["data"]["page"])["home-hero"] == "vip-early-access"

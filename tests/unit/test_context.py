@@ -314,3 +314,24 @@ def test_audience_set_collection_protocol() -> None:
     assert audiences.memberships({"x": 2}) == frozenset({"b", "c"})
     assert audiences.memberships({}) == frozenset()
     assert AudienceSet().memberships({"x": 1}) == frozenset()
+
+
+def test_withdrawn_consent_is_told_apart_from_an_unreadable_profile() -> None:
+    now = datetime(2026, 11, 22, 12, tzinfo=UTC)
+    withdrawn = build_context(
+        request=RequestFacts(visitor_id="v"),
+        profile={"consent": {"personalization": False}},
+        audiences=AudienceSet(()),
+        now=now,
+        locale=None,
+    )
+    unreadable = build_context(
+        request=RequestFacts(visitor_id="v"),
+        profile=None,
+        audiences=AudienceSet(()),
+        now=now,
+        locale=None,
+        profile_available=False,
+    )
+    assert (withdrawn.profile_available, withdrawn.personalization_consent) == (False, False)
+    assert (unreadable.profile_available, unreadable.personalization_consent) == (False, True)
