@@ -26,6 +26,7 @@ from sklearn.feature_extraction import DictVectorizer, FeatureHasher
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from scoring.dataset import MIN_ROWS, Dataset, LoggedExposure, load_dataset
 from scoring.errors import NotEnoughData
@@ -42,6 +43,8 @@ from scoring.registry import VARIANT_MODEL, ModelRegistry
 
 #: Dense gradient boosting is only tried when rows x features stays this small.
 MAX_DENSE_CELLS = 20_000_000
+#: Below this, trees mostly memorise noise: only the linear models are tried.
+MIN_BOOSTING_ROWS = 1000
 #: Isotonic calibration overfits small samples; below these, sigmoid is used.
 ISOTONIC_MIN_ROWS = 2000
 ISOTONIC_MIN_MINORITY = 200
@@ -61,19 +64,19 @@ def candidate_pipelines(n_rows: int, n_features: int) -> dict[str, Pipeline]:
         ),
         "hashing+logistic": Pipeline(
             [
-                ("vectorize", FeatureHasher(n_features=2**18, alternate_sign=False)),
+                ("vectorize", FeatureHasher(n_features=2**15, alternate_sign=False)),
                 ("model", _logistic()),
             ]
         ),
     }
-    if n_rows * n_features <= MAX_DENSE_CELLS:
+    if n_rows >= MIN_BOOSTING_ROWS and n_rows * n_features <= MAX_DENSE_CELLS:
         pipelines["dictvectorizer+gradient-boosting"] = Pipeline(
             [
                 ("vectorize", DictVectorizer(sparse=False)),
                 (
                     "model",
                     HistGradientBoostingClassifier(
-                        max_iter=100, learning_rate=0.1, max_leaf_nodes=15, random_state=0
+                        max_iter=60, learning_rate=0.1, max_leaf_nodes=15, random_state=0
                     ),
                 ),
             ]
@@ -203,6 +206,13 @@ def feature_names(dataset: Dataset, pipeline_name: str) -> list[str]:
 
 def fit_variant_model(dataset: Dataset) -> tuple[Any, TrainingReport, list[str], dict[str, Any]]:
     """Choose, calibrate, evaluate and refit; returns (estimator, report, features, sample)."""
+    # One thread: training runs beside a serving gateway, and OpenMP threads spinning
+    # on shared cores make small fits slower, not faster.
+    with threadpool_limits(limits=1):
+        return _fit_variant_model(dataset)
+
+
+def _fit_variant_model(dataset: Dataset) -> tuple[Any, TrainingReport, list[str], dict[str, Any]]:
     x_train, y_train = Dataset.xy(dataset.train)
     x_valid, y_valid = Dataset.xy(dataset.validation)
     n_features = len(DictVectorizer().fit(x_train).feature_names_)
