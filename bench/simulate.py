@@ -16,7 +16,7 @@ the model captured: (model - random) / (oracle - random).
    then the model is trained and activated; once pages report its version,
    phase 2 serves again and measures the click rate.
 
-    python bench/simulate.py [--offline-only] [--exposures 6000] [--pages 3000]
+    python bench/simulate.py [--offline-only] [--exposures 6000] [--pages 6000]
 
 The last line is the share captured (end to end when it ran, else offline).
 """
@@ -218,46 +218,48 @@ class Loop:
         )
         return block
 
+    async def click(self, visitor: SyntheticVisitor, variant: str) -> None:
+        event = {
+            "type": "click",
+            "eventId": uuid.uuid4().hex,
+            "visitorId": visitor.visitor_id,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "blockId": BLOCK_ID,
+            "variantId": variant,
+        }
+        response = await self.client.post(
+            "/v1/events", json=[event], headers={"Authorization": f"Bearer {PUBLISHABLE}"}
+        )
+        response.raise_for_status()
+
     async def phase(self, pages: int, concurrency: int = 8) -> dict[str, Any]:
         visitors = [self.rng.choice(self.people) for _ in range(pages)]
         draws = [self.rng.random() for _ in range(pages)]
         gate = asyncio.Semaphore(concurrency)
         blocks: list[dict[str, Any]] = [{} for _ in range(pages)]
+        locks: dict[str, asyncio.Lock] = {}
 
         async def serve(index: int) -> None:
-            async with gate:
-                blocks[index] = await self.page(visitors[index])
+            visitor = visitors[index]
+            # One page at a time per visitor, and the click right after its page view,
+            # as a browser would: attribution then credits the exposure clicked on.
+            async with locks.setdefault(visitor.visitor_id, asyncio.Lock()), gate:
+                block = blocks[index] = await self.page(visitor)
+                if draws[index] < GROUND_TRUTH[visitor.audience].get(block["variantId"], 0):
+                    await self.click(visitor, block["variantId"])
 
         await asyncio.gather(*(serve(i) for i in range(pages)))
-        clicks, expected, oracle_sampled = [], 0.0, 0
+        clicks, expected, oracle_sampled = 0, 0.0, 0
         versions: dict[str | None, int] = {}
         for visitor, draw, block in zip(visitors, draws, blocks, strict=True):
-            variant = block["variantId"]
-            rate = GROUND_TRUTH[visitor.audience].get(variant, 0.0)
+            rate = GROUND_TRUTH[visitor.audience].get(block["variantId"], 0.0)
             expected += rate
+            clicks += draw < rate
             oracle_sampled += draw < GROUND_TRUTH[visitor.audience][BEST[visitor.audience]]
             model_version = block["decision"].get("modelVersion")
             versions[model_version] = versions.get(model_version, 0) + 1
-            if draw < rate:
-                clicks.append(
-                    {
-                        "type": "click",
-                        "eventId": uuid.uuid4().hex,
-                        "visitorId": visitor.visitor_id,
-                        "timestamp": datetime.now(UTC).isoformat(),
-                        "blockId": BLOCK_ID,
-                        "variantId": variant,
-                    }
-                )
-        for start in range(0, len(clicks), 200):
-            response = await self.client.post(
-                "/v1/events",
-                json=clicks[start : start + 200],
-                headers={"Authorization": f"Bearer {PUBLISHABLE}"},
-            )
-            response.raise_for_status()
         return {
-            "sampled": len(clicks) / pages,
+            "sampled": clicks / pages,
             "expected": expected / pages,
             "oracle_sampled": oracle_sampled / pages,
             "versions": versions,
@@ -373,7 +375,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--offline-only", action="store_true")
     parser.add_argument("--exposures", type=int, default=6000, help="offline logged exposures")
-    parser.add_argument("--pages", type=int, default=3000, help="pages served per e2e phase")
+    parser.add_argument("--pages", type=int, default=6000, help="pages served per e2e phase")
     parser.add_argument("--visitors", type=int, default=300)
     parser.add_argument("--epsilon", type=float, default=0.05, help="phase 2 exploration")
     parser.add_argument("--seed", type=int, default=7)
