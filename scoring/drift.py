@@ -11,6 +11,7 @@ largest gap between the two cumulative distributions (0 = identical, 1 = disjoin
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from scipy.stats import chi2_contingency, ks_2samp
 
 from scoring.attribution import EXPOSURES
 from scoring.errors import ModelNotFound, NotEnoughData
-from scoring.features import categorical_features, numeric_features
+from scoring.features import candidate_row, categorical_features, numeric_features
 from scoring.metrics import MODEL_DRIFT_MAX
 from scoring.registry import VARIANT_MODEL, ModelRegistry
 
@@ -71,6 +72,8 @@ class DriftReport:
             f"drift of {self.model_version or 'the model'}: "
             f"{self.reference_n} reference vs {self.recent_n} recent snapshots",
         ]
+        if self.extra.get("scope"):
+            lines.append(f"  recent: {self.extra['scope']}")
         if self.message:
             lines.append(f"  {self.message}")
         if self.max_statistic is not None:
@@ -203,6 +206,30 @@ def compute_drift(
     )
 
 
+def _scores(estimator: Any, docs: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Each exposure's logged score; the model's score of the chosen variant when none was."""
+    missing = [d for d in docs if not isinstance(d.get("score"), (int, float))]
+    rows = []
+    for doc in missing:
+        tags = next(
+            (
+                c.get("tags") or []
+                for c in doc.get("candidates") or []
+                if c.get("variantId") == doc.get("variantId")
+            ),
+            [],
+        )
+        snapshot = doc.get("features") or {}
+        rows.append(
+            candidate_row(snapshot, str(doc.get("blockId")), str(doc.get("variantId")), tags)
+        )
+    computed = iter(estimator.predict_proba(rows)[:, 1].tolist() if rows else [])
+    return [
+        float(d["score"]) if isinstance(d.get("score"), (int, float)) else float(next(computed))
+        for d in docs
+    ]
+
+
 async def drift_report(
     database: AsyncDatabase[dict[str, Any]],
     registry: ModelRegistry,
@@ -222,19 +249,21 @@ async def drift_report(
     if not reference_snapshots:
         raise NotEnoughData(f"model {active.version} has no stored training sample")
     served = {"ts": {"$gte": since}, "modelVersion": active.version}
-    cursor = database[EXPOSURES].find(served, {"features": 1, "score": 1}).limit(limit)
-    docs = [doc async for doc in cursor]
+    fields = {"features": 1, "score": 1, "blockId": 1, "variantId": 1, "candidates": 1}
+    newest = [("ts", -1)]
+    docs = [d async for d in database[EXPOSURES].find(served, fields).sort(newest).limit(limit)]
     scope = "served by the model"
     if not docs:
         # Nothing served by it yet (just activated, or exploring): still compare the features.
         scope = "all exposures (none served by the model yet)"
-        cursor = database[EXPOSURES].find({"ts": {"$gte": since}}, {"features": 1}).limit(limit)
-        docs = [doc async for doc in cursor]
+        cursor = database[EXPOSURES].find({"ts": {"$gte": since}}, fields)
+        docs = [doc async for doc in cursor.sort(newest).limit(limit)]
+    snapshots = [doc.get("features") or {} for doc in docs]
     report = compute_drift(
         reference_snapshots,
         reference_scores,
-        [doc.get("features") or {} for doc in docs],
-        [float(d["score"]) for d in docs if isinstance(d.get("score"), (int, float))],
+        snapshots,
+        await asyncio.to_thread(_scores, active.estimator, docs),
     )
     computed = now or datetime.now(UTC)
     report = DriftReport(
