@@ -16,7 +16,7 @@ the model captured: (model - random) / (oracle - random).
    then the model is trained and activated; once pages report its version,
    phase 2 serves again and measures the click rate.
 
-    python bench/simulate.py [--offline-only] [--exposures 6000] [--pages 6000]
+    python bench/simulate.py [--offline-only] [--exposures 6000] [--pages 8000]
 
 The last line is the share captured (end to end when it ran, else offline).
 """
@@ -336,7 +336,7 @@ async def end_to_end(
                     db, registry, since=started, until=until, activate=True
                 )
                 print(
-                    f"trained {report.version}: AUC {report.auc:.3f}, "
+                    f"trained {report.version} ({report.model}): AUC {report.auc:.3f}, "
                     f"IPS {report.off_policy.ips:.4f} vs logged {report.off_policy.logged_rate:.4f}"
                 )
 
@@ -375,7 +375,7 @@ async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--offline-only", action="store_true")
     parser.add_argument("--exposures", type=int, default=6000, help="offline logged exposures")
-    parser.add_argument("--pages", type=int, default=6000, help="pages served per e2e phase")
+    parser.add_argument("--pages", type=int, default=8000, help="pages served per e2e phase")
     parser.add_argument("--visitors", type=int, default=300)
     parser.add_argument("--epsilon", type=float, default=0.05, help="phase 2 exploration")
     parser.add_argument("--seed", type=int, default=7)
