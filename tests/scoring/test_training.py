@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,8 @@ KEY = b"train-test-key"
 async def _seed(db: Any, exposures: int, seed: int = 1) -> None:
     visitors = make_visitors(300, seed=seed)
     logged, events = synthetic_logs(visitors, exposures, start=START, seed=seed)
+    # Stored out of time order: the split must sort, not trust the collection's order.
+    random.Random(seed).shuffle(logged)
     await db.exposures.insert_many(logged)
     if events:
         await db.events.insert_many(events)
@@ -90,6 +93,7 @@ async def test_dataset_split_is_time_ordered(
     assert max(e.ts for e in dataset.train) <= min(e.ts for e in dataset.validation)
     times = [e.ts for e in dataset.all]
     assert times == sorted(times)
+    assert dataset.validation[-1].ts == START + timedelta(seconds=5 * 399)
 
 
 async def test_too_little_data_is_a_clear_error(
