@@ -157,3 +157,21 @@ async def test_nothing_to_attribute(
     result = await attribute_outcomes(mongo[database_name], since=T0, until=T0 + timedelta(hours=1))
     assert result.exposures == 0
     assert result.updated == 0
+
+
+def test_window_edges_are_inclusive() -> None:
+    from scoring.attribution import compute_outcomes
+
+    exposures = [_exposure("e1", "v1", "a", 0), _exposure("e2", "v2", "a", 0)]
+    events = [
+        _event("c1", "click", "v1", 30, blockId="hero", variantId="a"),  # exactly 30 min
+        _event("c2", "click", "v2", 30.02, blockId="hero", variantId="a"),  # 30 min 1.2 s
+        _event("c3", "click", "v2", -1, blockId="hero", variantId="a"),  # before: never
+        _event("p1", "purchase", "v1", 0),  # same instant as the exposure
+    ]
+    outcomes = compute_outcomes(exposures, events)
+    assert outcomes["e1"]["click"] is True
+    assert outcomes["e1"]["conversion"] is True
+    assert outcomes["e2"]["click"] is False
+    shorter = compute_outcomes(exposures, events, window=timedelta(minutes=29))
+    assert shorter["e1"]["click"] is False
