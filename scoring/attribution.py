@@ -65,7 +65,8 @@ def compute_outcomes(
         moment, key = _aware(exposure["ts"]), str(exposure["_id"])
         visitor = str(exposure["visitorId"])
         by_visitor[visitor].append((moment, key))
-        by_arm[visitor, str(exposure["blockId"]), str(exposure["variantId"])].append((moment, key))
+        arm = (visitor, str(exposure.get("blockId")), str(exposure.get("variantId")))
+        by_arm[arm].append((moment, key))
     for series in (*by_visitor.values(), *by_arm.values()):
         series.sort()
     for event in events:

@@ -204,9 +204,9 @@ def _calibrated(pipeline: Pipeline, method: str, labels: Sequence[int]) -> Calib
 
 def feature_names(dataset: Dataset, pipeline_name: str) -> list[str]:
     """The vectorizer's feature names, or the snapshot names when hashing."""
-    rows, _ = Dataset.xy(dataset.all)
     if pipeline_name.startswith("hashing"):
         return sorted({name for e in dataset.all for name in e.snapshot})
+    rows, _ = Dataset.xy(dataset.all)
     return [str(n) for n in DictVectorizer().fit(rows).get_feature_names_out()]
 
 
