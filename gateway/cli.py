@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_lint_command(commands)
     add_audiences_command(commands)
+    from gateway.models_cli import add_models_commands
+
+    add_models_commands(commands)
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result
