@@ -7,7 +7,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -39,6 +39,7 @@ from profiles.seed import seed_demo
 from profiles.store import ProfileStore
 from resolvers.context import IngestLimits, Services
 from resolvers.schema import build_schema
+from scoring.drift_monitor import DriftMonitor
 from scoring.exposures import EXPOSURES, ExposureLog
 from scoring.registry import ModelRegistry, signing_key_from
 from scoring.serving import ModelServer
@@ -202,6 +203,16 @@ def create_app(
             )
             exposures.start()
             stack.push_async_callback(exposures.aclose)
+            if settings.drift_interval_seconds:
+                drift = DriftMonitor(
+                    database,
+                    registry,
+                    interval=settings.drift_interval_seconds,
+                    window=timedelta(hours=settings.drift_window_hours),
+                    clock=clock,
+                )
+                await drift.start()
+                stack.push_async_callback(drift.aclose)
             services = Services(
                 content=content,
                 profiles=BudgetedProfileReader(store, budget=settings.profile_budget),

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     )
     scoring_budget_ms: float = Field(default=15.0, gt=0)
     model_poll_seconds: float = Field(default=5.0, gt=0)
+    drift_interval_seconds: float = Field(default=3600.0, ge=0)
+    drift_window_hours: float = Field(default=24.0, gt=0)
     model_signing_key: SecretStr = Field(
         default=SecretStr(""),
         description="HMAC key of model artifacts; empty: one generated under STATE_DIR.",
