@@ -129,7 +129,7 @@ def create_app(
             if settings.mongodb_uri is not None:
                 uri = settings.mongodb_uri.get_secret_value()
             else:
-                embedded = EmbeddedMongo(settings.state_dir / "mongo")
+                embedded = EmbeddedMongo(settings.state_dir / "mongo", advertise=True)
                 await asyncio.to_thread(embedded.start)
                 stack.push_async_callback(asyncio.to_thread, embedded.stop)
                 uri = embedded.uri

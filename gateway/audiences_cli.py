@@ -3,8 +3,8 @@
 The file format is the one of `gateway/demo/audiences.yaml` (see
 docs/editors.md). Every definition is checked together first (conditions,
 references, cycles); nothing is written when one is refused. With
-`MONGODB_URI` unset it opens the embedded database in `STATE_DIR`, so stop
-`serve` first (or use the `importAudiences` mutation of a running gateway).
+`MONGODB_URI` unset it uses the embedded database of a running `serve`, or
+opens the one in `STATE_DIR` itself.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from profiles.audiences import (
 
 
 async def _import(args: argparse.Namespace) -> int:
-    from gateway.embedded_mongo import EmbeddedMongo, EmbeddedMongoError
+    from gateway.embedded_mongo import EmbeddedMongoError, database_uri
     from gateway.settings import Settings
 
     settings = Settings()
@@ -40,17 +40,11 @@ async def _import(args: argparse.Namespace) -> int:
         print(f"audiences: {exc}", file=sys.stderr)
         return 2
     async with AsyncExitStack() as stack:
-        if settings.mongodb_uri is not None:
-            uri = settings.mongodb_uri.get_secret_value()
-        else:
-            embedded = EmbeddedMongo(settings.state_dir / "mongo")
-            try:
-                await asyncio.to_thread(embedded.start)
-            except EmbeddedMongoError as exc:
-                print(f"audiences: cannot open the embedded database: {exc}", file=sys.stderr)
-                return 2
-            stack.push_async_callback(asyncio.to_thread, embedded.stop)
-            uri = embedded.uri
+        try:
+            uri = await stack.enter_async_context(database_uri(settings))
+        except EmbeddedMongoError as exc:
+            print(f"audiences: cannot open the embedded database: {exc}", file=sys.stderr)
+            return 2
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri, serverSelectionTimeoutMS=5000
         )

@@ -6,6 +6,7 @@ talks to it only through the MongoDB driver, exactly as to a real MongoDB.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -14,15 +15,57 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
 class EmbeddedMongoError(RuntimeError):
     """The embedded server could not start."""
+
+
+def _advert(storage: Path) -> Path:
+    return storage / "server.uri"
+
+
+def running_server(storage: Path) -> str | None:
+    """The URI of a server a running `serve` advertises for `storage`, if it answers."""
+    try:
+        uri = _advert(storage).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    address = uri.removeprefix("mongodb://").split("/", 1)[0]
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return uri
+    except (OSError, ValueError):
+        return None  # a stale file left by a crash
+
+
+@contextlib.asynccontextmanager
+async def database_uri(settings: Settings) -> AsyncIterator[str]:
+    """The URI the CLI should use: MONGODB_URI, a running `serve`'s embedded server, or its own."""
+    if settings.mongodb_uri is not None:
+        yield settings.mongodb_uri.get_secret_value()
+        return
+    storage = settings.state_dir / "mongo"
+    shared = running_server(storage)
+    if shared is not None:
+        yield shared
+        return
+    embedded = EmbeddedMongo(storage)
+    await asyncio.to_thread(embedded.start)
+    try:
+        yield embedded.uri
+    finally:
+        await asyncio.to_thread(embedded.stop)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -40,11 +83,18 @@ class EmbeddedMongo:
     """
 
     def __init__(
-        self, storage: Path | str, *, host: str = "127.0.0.1", port: int | None = None
+        self,
+        storage: Path | str,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        advertise: bool = False,
     ) -> None:
         self.storage = storage
         self.host = host
         self.port = port or free_port(host)
+        # `serve` advertises its server in the storage folder so the CLI can share it.
+        self.advertise = advertise and storage != ":memory:"
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -95,6 +145,8 @@ class EmbeddedMongo:
                 socket.create_connection((self.host, self.port), timeout=0.5),
             ):
                 logger.info("embedded SecantusDB listening on %s:%d", self.host, self.port)
+                if self.advertise:
+                    _advert(Path(self.storage)).write_text(self.uri, encoding="utf-8")
                 return
             time.sleep(0.05)
         self.stop()
@@ -103,6 +155,8 @@ class EmbeddedMongo:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server cleanly (SIGTERM), killing it if it hangs."""
         process, self.process = self.process, None
+        if self.advertise and process is not None:
+            _advert(Path(self.storage)).unlink(missing_ok=True)
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:

@@ -8,9 +8,10 @@
 - `scores propensity [--activate]`: train the purchase-propensity model and
   write `scores.purchasePropensity` into every profile.
 
-The database is `MONGODB_URI`, else the embedded one under `STATE_DIR` (stop
-`serve` first). Models are signed with `MODEL_SIGNING_KEY` (else a key kept
-in `STATE_DIR`, which only a single node can share). Exit status: 0 done,
+The database is `MONGODB_URI`, else the embedded one of a running `serve`
+(or, with none running, the one under `STATE_DIR`). Models are signed with
+`MODEL_SIGNING_KEY` (else a key kept in `STATE_DIR`, which only a single node
+can share). Exit status: 0 done,
 1 refused (not enough data, no such model, a signature that does not verify),
 2 the database or the configuration is unusable.
 """
@@ -19,10 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,42 +40,25 @@ class _Unusable(Exception):
     """The database or configuration cannot be used (exit status 2)."""
 
 
-def _signing_secret(settings: Any) -> str:
-    # Settings gains `model_signing_key` with the serving half; until then, the env var.
-    configured: Any = getattr(settings, "model_signing_key", None)
-    if hasattr(configured, "get_secret_value"):
-        configured = configured.get_secret_value()
-    return str(configured or os.environ.get("MODEL_SIGNING_KEY", ""))
-
-
 @asynccontextmanager
 async def _database() -> AsyncIterator[tuple[Database, ModelRegistry]]:
-    from gateway.embedded_mongo import EmbeddedMongo, EmbeddedMongoError
+    from gateway.embedded_mongo import EmbeddedMongoError, database_uri
     from gateway.settings import Settings
 
     settings = Settings()
-    secret = _signing_secret(settings)
-    embedded: EmbeddedMongo | None = None
-    if settings.mongodb_uri is not None:
-        uri = settings.mongodb_uri.get_secret_value()
-    else:
-        embedded = EmbeddedMongo(settings.state_dir / "mongo")
+    secret = settings.model_signing_key.get_secret_value()
+    async with AsyncExitStack() as stack:
         try:
-            await asyncio.to_thread(embedded.start)
+            uri = await stack.enter_async_context(database_uri(settings))
         except EmbeddedMongoError as exc:
             raise _Unusable(f"cannot open the embedded database: {exc}") from exc
-        uri = embedded.uri
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        uri, serverSelectionTimeoutMS=5000, tz_aware=True
-    )
-    try:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            uri, serverSelectionTimeoutMS=5000, tz_aware=True
+        )
+        stack.push_async_callback(client.close)
         database = client[settings.mongodb_database]
         key = signing_key_from(secret, settings.state_dir)
         yield database, ModelRegistry(database, key)
-    finally:
-        await client.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
 
 
 def _run(prefix: str, command: Callable[[Database, ModelRegistry], Awaitable[int]]) -> int:
