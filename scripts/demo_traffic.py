@@ -1,0 +1,94 @@
+"""Send demo traffic to a running gateway, so the model loop can be tried on the demo.
+
+    PUBLISHABLE_KEYS=pk_demo COLD_START_EPSILON=1 python -m gateway serve &
+    python scripts/demo_traffic.py --visitors 600          # serve, click
+    python -m gateway train --activate                     # learn, ship
+    python scripts/demo_traffic.py --visitors 300          # served by the model now
+
+Each synthetic visitor sends three page views (which makes them `returning`),
+opens the `sale` page on a phone or a desktop, and clicks the `sale-cta`
+block with a hidden preference: phones answer the countdown, desktops the
+savings message. It prints which variants were served, their click rates and
+the model versions that chose them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import uuid
+from collections import Counter
+
+import httpx
+
+BLOCK = "sale-cta"
+#: The hidden click probability of each variant, by device.
+PREFERENCES = {
+    "MOBILE": {"alerts-plain": 0.03, "alerts-countdown": 0.15, "alerts-savings": 0.04},
+    "DESKTOP": {"alerts-plain": 0.04, "alerts-countdown": 0.03, "alerts-savings": 0.13},
+}
+QUERY = """query($context: RequestContextInput) { page(slug: "sale", context: $context) {
+  blocks { id variantId decision { reason score propensity modelVersion } } } }"""
+
+
+async def visit(
+    client: httpx.AsyncClient, key: str, rng: random.Random
+) -> tuple[str, str, bool, str]:
+    """One visitor: three page views, the sale page, maybe a click."""
+    visitor = f"demo-traffic-{uuid.uuid4().hex[:12]}"
+    auth = {"Authorization": f"Bearer {key}"}
+    views = [
+        {"type": "page_view", "eventId": uuid.uuid4().hex, "visitorId": visitor} for _ in range(3)
+    ]
+    (await client.post("/v1/events", json=views, headers=auth)).raise_for_status()
+    device = rng.choice(("MOBILE", "DESKTOP"))
+    response = await client.post(
+        "/graphql",
+        json={"query": QUERY, "variables": {"context": {"device": device}}},
+        headers={"X-Visitor-Id": visitor},
+    )
+    response.raise_for_status()
+    blocks = response.json()["data"]["page"]["blocks"]
+    block = next(b for b in blocks if b["id"] == BLOCK)
+    variant = block["variantId"]
+    clicked = rng.random() < PREFERENCES[device].get(variant, 0.0)
+    if clicked:
+        click = {
+            "type": "click",
+            "eventId": uuid.uuid4().hex,
+            "visitorId": visitor,
+            "blockId": BLOCK,
+            "variantId": variant,
+        }
+        (await client.post("/v1/events", json=[click], headers=auth)).raise_for_status()
+    return device, variant, clicked, block["decision"]["modelVersion"] or "no model"
+
+
+async def main(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    served: Counter[tuple[str, str]] = Counter()
+    clicks: Counter[tuple[str, str]] = Counter()
+    models: Counter[str] = Counter()
+    async with httpx.AsyncClient(base_url=args.url, timeout=10) as client:
+        for _ in range(args.visitors):
+            device, variant, clicked, model = await visit(client, args.key, rng)
+            served[device, variant] += 1
+            clicks[device, variant] += clicked
+            models[model] += 1
+    for device, variant in sorted(served):
+        n = served[device, variant]
+        print(f"{device:8} {variant:18} served {n:5}  clicked {clicks[device, variant] / n:.3f}")
+    total = sum(clicks.values()) / max(1, sum(served.values()))
+    print(f"click rate {total:.3f}; chosen by {dict(models)}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--key", default="pk_demo", help="a publishable key of the gateway")
+    parser.add_argument("--visitors", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=1)
+    sys.exit(asyncio.run(main(parser.parse_args())))
