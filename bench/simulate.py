@@ -6,10 +6,11 @@ reports the click rate of random choice, of the trained model's policy and of
 the oracle (each audience's best variant), and the share of the oracle's lift
 the model captured: (model - random) / (oracle - random).
 
-1. Offline (always): exposures in the gateway's exact document shape under a
-   uniform random policy (propensity 1/3) and clicks sampled from the ground
-   truth are written into a fresh embedded SecantusDB; attribution and training
-   run as in production; the model's greedy policy is scored against the truth.
+1. Offline (always): exposures in the gateway's exact document shape (one
+   page document per page view, here of one block) under a uniform random
+   policy (propensity 1/3) and clicks sampled from the ground truth are written
+   into a fresh embedded SecantusDB; attribution and training run as in
+   production; the model's greedy policy is scored against the truth.
 2. End to end (when the serving half, `scoring.serving`, is present): the real
    gateway is driven in-process. Phase 1 serves pages at random
    (`cold_start_epsilon=1.0`) and posts the sampled clicks to `/v1/events`;
@@ -326,7 +327,7 @@ async def end_to_end(
                 )
 
                 async def logged() -> bool:
-                    count = await db.exposures.count_documents({"blockId": BLOCK_ID})
+                    count = await db.exposures.count_documents({"blocks.blockId": BLOCK_ID})
                     return bool(count >= pages)
 
                 await _wait(logged, "phase 1 exposures to be written")

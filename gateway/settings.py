@@ -101,6 +101,7 @@ class Settings(BaseSettings):
         default=SecretStr(""),
         description="HMAC key of model artifacts; empty: one generated under STATE_DIR.",
     )
+    # Both count exposure documents, one per served page view (not per block).
     exposure_queue_size: int = Field(default=10_000, ge=1)
     exposure_batch_size: int = Field(default=500, ge=1)
 

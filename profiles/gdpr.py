@@ -2,9 +2,9 @@
 
 A subject is found by visitor id (any of its aliases) or by user id, and
 covers the profile, the merged visitors' stubs, the identity links, the raw
-events, the consent history and the exposure log. Erasure leaves one audit
-record holding no personal data: when, and how many documents each
-collection lost.
+events, the consent history and the exposure log (one document per page
+view). Erasure leaves one audit record holding no personal data: when, and
+how many documents each collection lost.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ PENDING = "pending_commits"
 TTL_INDEX = "events_ttl"
 #: Written by scoring.exposures (the name is repeated here to keep profiles free of scoring).
 EXPOSURES = "exposures"
+#: The index of the per-block exposure shape (visitorId, blockId, ts), dropped at start-up.
+OLD_EXPOSURES_INDEX = "exposures_visitor_block"
 
 
 async def ensure_indexes(database: AsyncDatabase[dict[str, Any]], *, retention_days: float) -> None:
@@ -42,9 +44,12 @@ async def ensure_indexes(database: AsyncDatabase[dict[str, Any]], *, retention_d
         [("visitorId", ASCENDING), ("at", ASCENDING)], name="consent_visitor"
     )
     exposures = database[EXPOSURES]
-    # A visitor's latest exposures per block (outcome joins), and time windows (training).
+    # One document per page view: a visitor's latest page views (export, erasure, joins),
+    # and time windows (attribution, training, drift).
     await exposures.create_index(
-        [("visitorId", ASCENDING), ("blockId", ASCENDING), ("ts", DESCENDING)],
-        name="exposures_visitor_block",
+        [("visitorId", ASCENDING), ("ts", DESCENDING)], name="exposures_visitor"
     )
     await exposures.create_index([("ts", ASCENDING)], name="exposures_ts")
+    # The per-block index of the old shape indexes nothing now but still costs every insert.
+    if OLD_EXPOSURES_INDEX in await exposures.index_information():
+        await exposures.drop_index(OLD_EXPOSURES_INDEX)

@@ -30,7 +30,7 @@ from profiles.reader import ProfileRead
 from resolvers.context import Services
 from resolvers.errors import BadUserInput, ContentUnavailable, PageNotFound
 from resolvers.page_plan import PageArgs
-from scoring.exposures import exposure_documents
+from scoring.exposures import exposure_document
 from scoring.features import Snapshot, visitor_snapshot
 
 
@@ -152,16 +152,18 @@ async def assemble_page(
     ):
         # Only enqueued here: the writer task does the I/O off the request path.
         services.exposures.record(
-            exposure_documents(
-                visitor_id=facts.visitor_id,
-                page=page,
-                locale=served,
-                decision=decision,
-                context=context,
-                scores=scores,
-                now=services.clock(),
-                features=features,
-            )
+            [
+                exposure_document(
+                    visitor_id=facts.visitor_id,
+                    page=page,
+                    locale=served,
+                    decision=decision,
+                    context=context,
+                    scores=scores,
+                    now=services.clock(),
+                    features=features,
+                )
+            ]
         )
     return AssembledPage(
         page=page,

@@ -7,6 +7,10 @@ asked) names no block, so it is credited to every exposure of the visitor in
 the window before it. Each exposure's `outcome` is recomputed from the events
 as a whole and written only when it changed, so running attribution again
 over the same range changes nothing.
+
+Exposures are stored one document per page view (`scoring.exposures`); they
+are flattened into per-block records here, and the outcomes of one page view
+are written back in one update as `blocks.<index>.outcome`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-EXPOSURES = "exposures"
+from scoring.exposures import EXPOSURES, block_exposures
+
 EVENTS = "events"
 DEFAULT_WINDOW = timedelta(minutes=30)
 CONVERSION_TYPES: tuple[str, ...] = ("purchase",)
@@ -30,14 +35,17 @@ _BATCH = 1000
 
 @dataclass(frozen=True, slots=True)
 class AttributionResult:
-    """What one attribution run found and wrote."""
+    """What one attribution run found and wrote (exposures count blocks, pages count documents)."""
 
     exposures: int
     clicks: int
     conversions: int
     clicked_exposures: int
     converted_exposures: int
+    #: Block exposures whose outcome changed and was written.
     updated: int
+    pages: int = 0
+    pages_updated: int = 0
 
 
 def _aware(moment: datetime) -> datetime:
@@ -120,15 +128,15 @@ async def attribute_outcomes(
     conversion_types: Sequence[str] = CONVERSION_TYPES,
 ) -> AttributionResult:
     """Attribute events to the exposures logged in [since, until] and store each `outcome`."""
-    exposures = [
-        doc
-        async for doc in database[EXPOSURES].find(
-            {"ts": {"$gte": since, "$lte": until}},
-            {"_id": 1, "visitorId": 1, "blockId": 1, "variantId": 1, "ts": 1, "outcome": 1},
-        )
-    ]
+    # Projected array fields keep every element, so each block keeps its stored index.
+    fields = ("visitorId", "ts", "blocks.blockId", "blocks.variantId", "blocks.outcome")
+    cursor = database[EXPOSURES].find(
+        {"ts": {"$gte": since, "$lte": until}}, dict.fromkeys(fields, 1)
+    )
+    pages = [doc async for doc in cursor]
+    exposures = [record for doc in pages for record in block_exposures(doc)]
     if not exposures:
-        return AttributionResult(0, 0, 0, 0, 0, 0)
+        return AttributionResult(0, 0, 0, 0, 0, 0, pages=len(pages))
     visitors = sorted({str(doc["visitorId"]) for doc in exposures})
     # Events up to one window after the last exposure can still count.
     query = {
@@ -148,11 +156,13 @@ async def attribute_outcomes(
             ]
         )
     outcomes = compute_outcomes(exposures, events, window=window, conversion_types=conversion_types)
-    requests = [
-        UpdateOne({"_id": doc["_id"]}, {"$set": {"outcome": outcomes[str(doc["_id"])]}})
-        for doc in exposures
-        if not _same(doc.get("outcome"), outcomes[str(doc["_id"])])
-    ]
+    changed: dict[Any, dict[str, Any]] = defaultdict(dict)
+    for record in exposures:
+        outcome = outcomes[str(record["_id"])]
+        if not _same(record.get("outcome"), outcome):
+            # Numeric positional paths: the index is the block's place in the stored array.
+            changed[record["exposureId"]][f"blocks.{record['index']}.outcome"] = outcome
+    requests = [UpdateOne({"_id": page_id}, {"$set": sets}) for page_id, sets in changed.items()]
     for start in range(0, len(requests), _BATCH):
         await database[EXPOSURES].bulk_write(requests[start : start + _BATCH], ordered=False)
     return AttributionResult(
@@ -161,5 +171,7 @@ async def attribute_outcomes(
         conversions=sum(1 for e in events if e["type"] != "click"),
         clicked_exposures=sum(1 for o in outcomes.values() if o["click"]),
         converted_exposures=sum(1 for o in outcomes.values() if o["conversion"]),
-        updated=len(requests),
+        updated=sum(len(sets) for sets in changed.values()),
+        pages=len(pages),
+        pages_updated=len(requests),
     )

@@ -5,7 +5,8 @@ more) and recorded its propensity are used: they are what off-policy
 evaluation can reweight. Each gives one row, the chosen variant's features,
 labelled by whether it was clicked. The split is by time (the last fifth is
 validation), so validation measures what happens after training, as in
-production.
+production. Exposures are stored one document per page view; each block of
+it is one candidate row (`scoring.exposures.block_exposures`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from scoring.attribution import EXPOSURES
 from scoring.errors import NotEnoughData
+from scoring.exposures import EXPOSURES, block_exposures
 from scoring.features import Snapshot, candidate_row
 
 MIN_ROWS = 50
@@ -76,7 +77,7 @@ def _aware(moment: datetime) -> datetime:
 
 
 def logged_exposure(doc: Mapping[str, Any]) -> LoggedExposure | None:
-    """The exposure as a training example, or None when it cannot be one."""
+    """The (flattened, per-block) exposure as a training example, or None when it cannot be one."""
     candidates = doc.get("candidates") or []
     propensity = doc.get("propensity")
     if len(candidates) < 2 or not isinstance(propensity, (int, float)) or propensity <= 0:
@@ -134,13 +135,20 @@ async def load_dataset(
     block_ids: Sequence[str] | None = None,
 ) -> Dataset:
     """The attributed exposures logged in [since, until], split by time."""
+    # Matches page views with at least one attributed block; blocks are filtered below.
     query: dict[str, Any] = {
         "ts": {"$gte": since, "$lte": until},
-        "outcome": {"$exists": True},
+        "blocks.outcome": {"$exists": True},
     }
-    if block_ids:
-        query["blockId"] = {"$in": list(block_ids)}
-    parsed = [logged_exposure(doc) async for doc in database[EXPOSURES].find(query)]
+    wanted = set(block_ids or ())
+    if wanted:
+        query["blocks.blockId"] = {"$in": sorted(wanted)}
+    parsed = [
+        logged_exposure(record)
+        async for doc in database[EXPOSURES].find(query)
+        for record in block_exposures(doc)
+        if "outcome" in record and (not wanted or record.get("blockId") in wanted)
+    ]
     return split_dataset(
         [e for e in parsed if e is not None],
         validation_fraction=validation_fraction,

@@ -22,8 +22,8 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from scipy.stats import chi2_contingency, ks_2samp
 
-from scoring.attribution import EXPOSURES
 from scoring.errors import ModelNotFound, NotEnoughData
+from scoring.exposures import EXPOSURES, block_exposures
 from scoring.features import candidate_row, categorical_features, numeric_features
 from scoring.metrics import MODEL_DRIFT_MAX
 from scoring.registry import VARIANT_MODEL, ModelRegistry
@@ -248,16 +248,28 @@ async def drift_report(
     reference_scores = [float(s) for s in sample.get("scores") or []]
     if not reference_snapshots:
         raise NotEnoughData(f"model {active.version} has no stored training sample")
-    served = {"ts": {"$gte": since}, "modelVersion": active.version}
-    fields = {"features": 1, "score": 1, "blockId": 1, "variantId": 1, "candidates": 1}
+    # Page documents with a block the model served; those blocks are picked after flattening.
+    served = {"ts": {"$gte": since}, "blocks.modelVersion": active.version}
+    fields = {"ts": 1, "features": 1, "blocks": 1}
     newest = [("ts", -1)]
-    docs = [d async for d in database[EXPOSURES].find(served, fields).sort(newest).limit(limit)]
+    # At most `limit` pages: each has at least one matching block, so that is enough blocks.
+    pages = database[EXPOSURES].find(served, fields).sort(newest).limit(limit)
+    docs = [
+        record
+        async for page in pages
+        for record in block_exposures(page)
+        if record.get("modelVersion") == active.version
+    ][:limit]
     scope = "served by the model"
     if not docs:
         # Nothing served by it yet (just activated, or exploring): still compare the features.
         scope = "all exposures (none served by the model yet)"
         cursor = database[EXPOSURES].find({"ts": {"$gte": since}}, fields)
-        docs = [doc async for doc in cursor.sort(newest).limit(limit)]
+        docs = [
+            record
+            async for page in cursor.sort(newest).limit(limit)
+            for record in block_exposures(page)
+        ][:limit]
     snapshots = [doc.get("features") or {} for doc in docs]
     report = compute_drift(
         reference_snapshots,

@@ -1,9 +1,13 @@
-"""Exposure logging: one document per block served, written in batches off the request path.
+"""Exposure logging: one document per served page view, written in batches off the request path.
 
-`record` only enqueues (never blocks, never raises); a background writer
-drains the queue with unordered `insert_many` batches. When the queue is full
-or MongoDB refuses a batch, exposures are dropped and counted rather than
-slowing pages down. The document shape is what training reads.
+A page document holds the visitor's feature snapshot once and one entry per
+block in `blocks` (a per-block document per block was more inserts than
+MongoDB could take under load). `record` only enqueues (never blocks, never
+raises); a background writer drains the queue with unordered `insert_many`
+batches. When the queue is full or MongoDB refuses a batch, page documents
+are dropped and counted rather than slowing pages down. `block_exposures`
+flattens a page document into the per-block records attribution, training
+and drift work on.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from scoring.metrics import EXPOSURES_DROPPED, EXPOSURES_LOGGED
 logger = logging.getLogger(__name__)
 
 EXPOSURES = "exposures"
+#: Page-level fields every flattened block record repeats.
+PAGE_FIELDS = ("visitorId", "page", "locale", "ts", "personalized", "features")
 
 
-def exposure_documents(
+def exposure_document(
     *,
     visitor_id: str,
     page: Page,
@@ -40,11 +46,11 @@ def exposure_documents(
     scores: Scores | None,
     now: datetime,
     features: Snapshot | None = None,
-) -> list[dict[str, Any]]:
-    """One exposure document per block of a served page."""
+) -> dict[str, Any]:
+    """One exposure document for a served page view, holding one entry per block."""
     if features is None:
         features = visitor_snapshot(context)
-    documents: list[dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = []
     for block, record in zip(page.blocks, decision.decisions, strict=True):
         ids = record.candidates if len(record.candidates) > 1 else (record.variant_id,)
         candidates = []
@@ -59,12 +65,8 @@ def exposure_documents(
                     "score": score,
                 }
             )
-        documents.append(
+        blocks.append(
             {
-                "_id": uuid.uuid4().hex,
-                "visitorId": visitor_id,
-                "page": page.slug,
-                "locale": locale,
                 "blockId": block.id,
                 "variantId": record.variant_id,
                 "reason": record.reason,
@@ -73,17 +75,47 @@ def exposure_documents(
                 "propensity": record.propensity,
                 "modelVersion": record.model_version,
                 "candidates": candidates,
-                # Each document carries its own copy: training reads them independently.
-                "features": dict(features),
-                "personalized": decision.personalized,
-                "ts": now,
             }
         )
-    return documents
+    # Fallback decisions name the model that timed out; only a page it scored names it here.
+    model_version = (
+        next((r.model_version for r in decision.decisions if r.model_version), None)
+        if scores is not None
+        else None
+    )
+    return {
+        "_id": uuid.uuid4().hex,
+        "visitorId": visitor_id,
+        "page": page.slug,
+        "locale": locale,
+        "ts": now,
+        "personalized": decision.personalized,
+        "modelVersion": model_version,
+        "features": dict(features),
+        "blocks": blocks,
+    }
+
+
+def block_exposures(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The page document's blocks as flat per-block records, `_id` "<page id>:<index>"."""
+    shared = {name: doc[name] for name in PAGE_FIELDS if name in doc}
+    records = []
+    for index, block in enumerate(doc.get("blocks") or ()):
+        # The block's own modelVersion (and outcome) win over the page's.
+        records.append(
+            {
+                **shared,
+                **block,
+                "_id": f"{doc['_id']}:{index}",
+                "exposureId": doc["_id"],
+                "index": index,
+            }
+        )
+    return records
 
 
 class ExposureLog:
-    """A bounded queue of exposure documents and the task that writes them in batches."""
+    """A bounded queue of page exposure documents and the task that writes them in batches."""
 
     def __init__(
         self,
@@ -103,7 +135,7 @@ class ExposureLog:
 
     @property
     def pending(self) -> int:
-        """Exposures queued and not yet written."""
+        """Page documents queued and not yet written."""
         return self._queue.qsize()
 
     def start(self) -> None:
@@ -112,7 +144,7 @@ class ExposureLog:
             self._task = asyncio.create_task(self._run(), name="exposure-writer")
 
     def record(self, documents: Iterable[dict[str, Any]]) -> None:
-        """Queue exposures for writing; drops (and counts) what does not fit. Never blocks."""
+        """Queue page documents for writing; drops (and counts) what does not fit. Never blocks."""
         for document in documents:
             if self._closing.is_set():
                 EXPOSURES_DROPPED.labels(cause="closed").inc()

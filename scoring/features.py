@@ -1,8 +1,8 @@
 """Features: what a model sees about a visitor and a candidate variant.
 
 A *snapshot* is a flat, JSON-friendly mapping taken from the targeting context
-when a page is served; it is stored with every exposure, so training reads the
-exact values the serving model read. Values are numbers (numeric features),
+when a page is served; it is stored once in the page view's exposure document,
+so training reads the exact values the serving model read. Values are numbers (numeric features),
 strings (one categorical value) or lists of strings (a set of categories, such
 as audience memberships).
 

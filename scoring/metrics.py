@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-EXPOSURES_LOGGED = Counter("tessera_exposures_logged", "Exposures written to MongoDB.")
+EXPOSURES_LOGGED = Counter(
+    "tessera_exposures_logged",
+    "Exposure documents written to MongoDB: one per served page view, however many blocks.",
+)
 EXPOSURES_DROPPED = Counter(
     "tessera_exposures_dropped",
-    "Exposures dropped because the queue was full or MongoDB refused them.",
+    "Exposure documents (page views) dropped because the queue was full or MongoDB refused them.",
     ["cause"],
 )
 SCORING = Counter(

@@ -1,9 +1,10 @@
 """Synthetic exposure logs with a known ground truth, for tests and the simulator.
 
 Visitors belong to one of a few audiences; each audience clicks each variant
-with a fixed probability. Exposures are logged as the gateway logs them
-(uniform random choice, so the propensity is 1/k), and clicks are sampled from
-the ground truth and stored as `click` events naming the block and variant.
+with a fixed probability. Exposures are logged as the gateway logs them, one
+page document per page view (here a page of one block; uniform random choice,
+so the propensity is 1/k), and clicks are sampled from the ground truth and
+stored as `click` events naming the block and variant.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def synthetic_logs(
     truth: Mapping[str, Mapping[str, float]] = GROUND_TRUTH,
     spacing: timedelta = timedelta(seconds=5),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Exposure documents under a uniform random policy and the click events they earned."""
+    """`exposures` page views of one block under a uniform random policy, and their clicks."""
     rng = random.Random(seed)
     variants = list(next(iter(truth.values())))
     logged: list[dict[str, Any]] = []
@@ -82,17 +83,24 @@ def synthetic_logs(
                 "visitorId": visitor.visitor_id,
                 "page": PAGE,
                 "locale": "en-US",
-                "blockId": BLOCK_ID,
-                "variantId": chosen,
-                "reason": "explore",
-                "ruleId": None,
-                "score": None,
-                "propensity": 1.0 / len(variants),
-                "modelVersion": None,
-                "candidates": [{"variantId": v, "tags": [], "score": None} for v in variants],
-                "features": dict(visitor.snapshot),
-                "personalized": True,
                 "ts": moment,
+                "personalized": True,
+                "modelVersion": None,
+                "features": dict(visitor.snapshot),
+                "blocks": [
+                    {
+                        "blockId": BLOCK_ID,
+                        "variantId": chosen,
+                        "reason": "explore",
+                        "ruleId": None,
+                        "score": None,
+                        "propensity": 1.0 / len(variants),
+                        "modelVersion": None,
+                        "candidates": [
+                            {"variantId": v, "tags": [], "score": None} for v in variants
+                        ],
+                    }
+                ],
             }
         )
         if rng.random() < truth[visitor.audience][chosen]:

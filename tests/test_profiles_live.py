@@ -211,7 +211,17 @@ async def test_export_and_erase_cover_every_collection(
     await post(client, [event("consent", "gdpr-b", properties={"personalization": False})])
     await post(client, [event(visitor="bystander")])
     db = mongo[database_name]
-    await db["exposures"].insert_one({"visitorId": "gdpr-b", "blockId": "home-hero"})
+    # One page view of gdpr-b (two blocks in one document), one of a bystander.
+    blocks = [
+        {"blockId": "home-hero", "variantId": "default", "candidates": []},
+        {"blockId": "home-banner", "variantId": "default", "candidates": []},
+    ]
+    await db["exposures"].insert_many(
+        [
+            {"_id": "x-gdpr", "visitorId": "gdpr-b", "page": "home", "blocks": blocks},
+            {"_id": "x-other", "visitorId": "bystander", "page": "home", "blocks": blocks},
+        ]
+    )
 
     denied = await graphql(client, EXPORT, {"id": "gdpr-b"}, headers=INGEST)
     assert denied.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -220,6 +230,7 @@ async def test_export_and_erase_cover_every_collection(
     assert data["aliases"] == ["gdpr-a", "gdpr-b"]
     assert len(data["events"]) == 4
     assert len(data["exposures"]) == 1
+    assert [b["blockId"] for b in data["exposures"][0]["blocks"]] == ["home-hero", "home-banner"]
     assert [c["personalization"] for c in data["consentHistory"]] == [False]
     assert data["identities"][0]["_id"] == "carol"
 
@@ -239,14 +250,23 @@ async def test_export_and_erase_cover_every_collection(
     gone = (await graphql(client, EXPORT, {"id": "carol"}, headers=ADMIN)).json()
     assert gone["data"]["exportVisitor"] is None
     assert await db["profiles"].find_one({"_id": "bystander"}) is not None
+    assert await db["exposures"].find_one({"_id": "x-other"}) is not None
 
 
 async def test_indexes_exist_and_retention_can_change(mongo: Mongo, database_name: str) -> None:
     from profiles.indexes import ensure_indexes
 
     db = mongo[database_name]
+    # The per-block exposure index of the old document shape goes away.
+    await db["exposures"].create_index(
+        [("visitorId", 1), ("blockId", 1), ("ts", -1)], name="exposures_visitor_block"
+    )
     await ensure_indexes(db, retention_days=90)
     await ensure_indexes(db, retention_days=90)  # idempotent
+    exposures = await db["exposures"].index_information()
+    assert exposures["exposures_visitor"]["key"] == [("visitorId", 1), ("ts", -1)]
+    assert exposures["exposures_ts"]["key"] == [("ts", 1)]
+    assert "exposures_visitor_block" not in exposures
     info = await db["events"].index_information()
     assert info["events_ttl"]["expireAfterSeconds"] == 90 * 86400
     await ensure_indexes(db, retention_days=7)

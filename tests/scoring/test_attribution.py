@@ -7,32 +7,45 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from scoring.attribution import attribute_outcomes
+from scoring.attribution import attribute_outcomes, compute_outcomes
+from scoring.exposures import block_exposures
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
 
-def _exposure(eid: str, visitor: str, variant: str, minutes: float, block: str = "hero") -> Any:
+def _page(pid: str, visitor: str, minutes: float, *arms: tuple[str, str]) -> Any:
+    """A page exposure document; `arms` are its blocks' (blockId, variantId)."""
     return {
-        "_id": eid,
+        "_id": pid,
         "visitorId": visitor,
         "page": "home",
         "locale": "en-US",
-        "blockId": block,
-        "variantId": variant,
-        "reason": "model",
-        "ruleId": None,
-        "score": 0.1,
-        "propensity": 0.5,
-        "modelVersion": None,
-        "candidates": [
-            {"variantId": "a", "tags": [], "score": 0.1},
-            {"variantId": "b", "tags": [], "score": 0.2},
-        ],
-        "features": {"device": "desktop"},
-        "personalized": True,
         "ts": T0 + timedelta(minutes=minutes),
+        "personalized": True,
+        "modelVersion": None,
+        "features": {"device": "desktop"},
+        "blocks": [
+            {
+                "blockId": block,
+                "variantId": variant,
+                "reason": "model",
+                "ruleId": None,
+                "score": 0.1,
+                "propensity": 0.5,
+                "modelVersion": None,
+                "candidates": [
+                    {"variantId": "a", "tags": [], "score": 0.1},
+                    {"variantId": "b", "tags": [], "score": 0.2},
+                ],
+            }
+            for block, variant in arms
+        ],
     }
+
+
+def _exposure(eid: str, visitor: str, variant: str, minutes: float, block: str = "hero") -> Any:
+    """A page view showing one block: its block exposure is `<eid>:0`."""
+    return _page(eid, visitor, minutes, (block, variant))
 
 
 def _event(eid: str, kind: str, visitor: str, minutes: float, **ids: str) -> Any:
@@ -50,7 +63,12 @@ def _event(eid: str, kind: str, visitor: str, minutes: float, **ids: str) -> Any
 
 
 async def _outcomes(db: Any) -> dict[str, Any]:
-    return {doc["_id"]: doc.get("outcome") async for doc in db.exposures.find({})}
+    """Block exposure id ("<page>:<index>") → its stored outcome."""
+    return {
+        record["_id"]: record.get("outcome")
+        async for doc in db.exposures.find({})
+        for record in block_exposures(doc)
+    }
 
 
 async def test_click_goes_to_the_latest_matching_exposure_within_the_window(
@@ -60,11 +78,11 @@ async def test_click_goes_to_the_latest_matching_exposure_within_the_window(
     await db.exposures.insert_many(
         [
             _exposure("e1", "v1", "a", 0),
-            _exposure("e2", "v1", "a", 5),  # latest before the click: gets it
+            # e2:0 is the latest before the click and gets it; e2:1 is another block.
+            _page("e2", "v1", 5, ("hero", "a"), ("footer", "a")),
             _exposure("e3", "v1", "b", 6),  # other variant
             _exposure("e4", "v1", "a", 20),  # after the click
             _exposure("e5", "v2", "a", 5),  # other visitor
-            _exposure("e6", "v1", "a", 5, block="footer"),  # other block
             _exposure("e7", "v3", "a", 0),  # clicked too late (45 min)
         ]
     )
@@ -77,9 +95,9 @@ async def test_click_goes_to_the_latest_matching_exposure_within_the_window(
     )
     result = await attribute_outcomes(db, since=T0, until=T0 + timedelta(hours=1))
     outcomes = await _outcomes(db)
-    assert {k for k, o in outcomes.items() if o["click"]} == {"e2"}
-    assert outcomes["e2"]["clickAt"] == T0 + timedelta(minutes=10)
-    assert outcomes["e1"] == {
+    assert {k for k, o in outcomes.items() if o["click"]} == {"e2:0"}
+    assert outcomes["e2:0"]["clickAt"] == T0 + timedelta(minutes=10)
+    assert outcomes["e1:0"] == {
         "click": False,
         "clickAt": None,
         "conversion": False,
@@ -88,6 +106,7 @@ async def test_click_goes_to_the_latest_matching_exposure_within_the_window(
     assert result.exposures == 7
     assert result.clicked_exposures == 1
     assert result.updated == 7
+    assert (result.pages, result.pages_updated) == (6, 6)
 
 
 async def test_conversion_goes_to_every_exposure_in_the_window_before_it(
@@ -112,17 +131,17 @@ async def test_conversion_goes_to_every_exposure_in_the_window_before_it(
     until = T0 + timedelta(hours=1)
     await attribute_outcomes(db, since=T0, until=until)
     outcomes = await _outcomes(db)
-    assert {k for k, o in outcomes.items() if o["conversion"]} == {"e2", "e3"}
-    assert outcomes["e2"]["conversionAt"] == T0 + timedelta(minutes=40)
+    assert {k for k, o in outcomes.items() if o["conversion"]} == {"e2:0", "e3:0"}
+    assert outcomes["e2:0"]["conversionAt"] == T0 + timedelta(minutes=40)
     await attribute_outcomes(
         db, since=T0, until=until, conversion_types=("purchase", "add_to_cart")
     )
     outcomes = await _outcomes(db)
-    assert {k for k, o in outcomes.items() if o["conversion"]} == {"e2", "e3", "e5"}
+    assert {k for k, o in outcomes.items() if o["conversion"]} == {"e2:0", "e3:0", "e5:0"}
     # A shorter window excludes the exposure 25 minutes before the purchase.
     await attribute_outcomes(db, since=T0, until=until, window=timedelta(minutes=10))
     outcomes = await _outcomes(db)
-    assert {k for k, o in outcomes.items() if o["conversion"]} == {"e3"}
+    assert {k for k, o in outcomes.items() if o["conversion"]} == {"e3:0"}
 
 
 async def test_attribution_is_idempotent(
@@ -145,8 +164,8 @@ async def test_attribution_is_idempotent(
     assert second.updated == 0
     assert await _outcomes(db) == before
     # Two clicks on one exposure: one click, at the first one's time.
-    assert before["e1"]["click"] is True
-    assert before["e1"]["clickAt"] == T0 + timedelta(minutes=2)
+    assert before["e1:0"]["click"] is True
+    assert before["e1:0"]["clickAt"] == T0 + timedelta(minutes=2)
     assert second.clicked_exposures == 1
     assert second.converted_exposures == 2
 
@@ -160,9 +179,8 @@ async def test_nothing_to_attribute(
 
 
 def test_window_edges_are_inclusive() -> None:
-    from scoring.attribution import compute_outcomes
-
-    exposures = [_exposure("e1", "v1", "a", 0), _exposure("e2", "v2", "a", 0)]
+    pages = [_exposure("e1", "v1", "a", 0), _exposure("e2", "v2", "a", 0)]
+    exposures = [record for page in pages for record in block_exposures(page)]
     events = [
         _event("c1", "click", "v1", 30, blockId="hero", variantId="a"),  # exactly 30 min
         _event("c2", "click", "v2", 30.02, blockId="hero", variantId="a"),  # 30 min 1.2 s
@@ -170,8 +188,34 @@ def test_window_edges_are_inclusive() -> None:
         _event("p1", "purchase", "v1", 0),  # same instant as the exposure
     ]
     outcomes = compute_outcomes(exposures, events)
-    assert outcomes["e1"]["click"] is True
-    assert outcomes["e1"]["conversion"] is True
-    assert outcomes["e2"]["click"] is False
+    assert outcomes["e1:0"]["click"] is True
+    assert outcomes["e1:0"]["conversion"] is True
+    assert outcomes["e2:0"]["click"] is False
     shorter = compute_outcomes(exposures, events, window=timedelta(minutes=29))
-    assert shorter["e1"]["click"] is False
+    assert shorter["e1:0"]["click"] is False
+
+
+async def test_outcomes_are_written_per_block_into_the_page_document(
+    mongo: AsyncMongoClient[dict[str, Any]], database_name: str
+) -> None:
+    db = mongo[database_name]
+    arms = (("hero", "a"), ("banner", "b"), ("footer", "a"))
+    await db.exposures.insert_one(_page("p1", "v1", 0, *arms))
+    await db.events.insert_one(_event("c1", "click", "v1", 1, blockId="footer", variantId="a"))
+    until = T0 + timedelta(hours=1)
+    first = await attribute_outcomes(db, since=T0, until=until)
+    # Three block outcomes, one update of the one page document.
+    assert (first.exposures, first.updated, first.pages, first.pages_updated) == (3, 3, 1, 1)
+    stored = await db.exposures.find_one({"_id": "p1"})
+    assert stored is not None
+    assert "outcome" not in stored
+    assert [(b["blockId"], b["variantId"]) for b in stored["blocks"]] == list(arms)
+    assert [b["outcome"]["click"] for b in stored["blocks"]] == [False, False, True]
+    assert stored["blocks"][2]["outcome"]["clickAt"] == T0 + timedelta(minutes=1)
+    assert len(stored["blocks"][0]["candidates"]) == 2  # the rest of the block is untouched
+    # A later purchase changes every block's outcome: still one update.
+    await db.events.insert_one(_event("p1", "purchase", "v1", 2))
+    second = await attribute_outcomes(db, since=T0, until=until)
+    assert (second.updated, second.pages_updated) == (3, 1)
+    again = await attribute_outcomes(db, since=T0, until=until)
+    assert (again.updated, again.pages_updated) == (0, 0)

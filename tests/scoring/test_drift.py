@@ -109,13 +109,17 @@ async def test_drift_report_against_the_active_model_is_stored(
                 "ts": later,
                 "features": {**doc["features"], "device": "mobile"},
                 "modelVersion": report.version,
-                "score": 0.1,
+                "blocks": [
+                    {**block, "modelVersion": report.version, "score": 0.1}
+                    for block in doc["blocks"]
+                ],
             }
         )
     await db.exposures.insert_many(recent)
     drift = await drift_report(db, registry, since=until)
     assert drift.model_version == report.version
     assert drift.recent_n == 200
+    assert drift.extra["scope"] == "served by the model"
     assert drift.features[0].name in {"device", "(score)"}
     assert drift.max_statistic is not None
     assert drift.max_statistic > 0.25

@@ -59,7 +59,9 @@ def test_train_list_activate_drift_rollback(db: Any, capsys: pytest.CaptureFixtu
     assert "reliability" in out
     first = _version(out)
     assert db[STATE].find_one({"_id": "variant"}) is None  # not activated without --activate
-    assert all(doc.get("outcome") is not None for doc in db.exposures.find({}))
+    assert all(
+        block.get("outcome") is not None for doc in db.exposures.find({}) for block in doc["blocks"]
+    )
 
     assert main(["models", "list"]) == 0
     listing = capsys.readouterr().out

@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from gateway.app import create_app
 from gateway.settings import Settings
 from resolvers.context import Services
-from scoring.exposures import EXPOSURES, ExposureLog
+from scoring.exposures import EXPOSURES, ExposureLog, block_exposures
 from scoring.registry import BUCKET, STATE, ModelRegistry
 from scoring.serving import ModelServer
 from tests.conftest import Clock
@@ -240,11 +240,18 @@ async def test_the_server_starts_without_a_loadable_model(
 # -- exposures ---------------------------------------------------------------------
 
 
-EXPOSURE_KEYS = {
+PAGE_KEYS = {
     "_id",
     "visitorId",
     "page",
     "locale",
+    "ts",
+    "personalized",
+    "modelVersion",
+    "features",
+    "blocks",
+}
+BLOCK_KEYS = {
     "blockId",
     "variantId",
     "reason",
@@ -253,27 +260,38 @@ EXPOSURE_KEYS = {
     "propensity",
     "modelVersion",
     "candidates",
-    "features",
-    "personalized",
-    "ts",
 }
 
 
-async def test_a_served_page_logs_one_exposure_per_block(
+async def test_a_served_page_view_logs_one_document_holding_its_blocks(
     gateway: Callable[..., Any], registry: ModelRegistry, mongo: Mongo, database_name: str
 ) -> None:
     version = await _save(registry, fitted("story"))
     await registry.activate(version)
+    logged = _sample("tessera_exposures_logged_total")
     async with gateway() as (client, services):
-        await _hero(client, "v-exposed")
+        response = await graphql(client, QUERY, {"slug": "deals"}, visitor="v-exposed")
+        served = response.json()["data"]["page"]["blocks"]
         assert services.exposures is not None
         await services.exposures.flush()
-    documents = await mongo[database_name][EXPOSURES].find({}).sort("blockId", -1).to_list()
-    assert [d["blockId"] for d in documents] == ["deals-hero", "deals-banner"]
-    hero, banner = documents
-    assert set(hero) == EXPOSURE_KEYS
-    assert len(hero["_id"]) == 32
-    assert (hero["visitorId"], hero["page"], hero["locale"]) == ("v-exposed", "deals", "en-US")
+    documents = await mongo[database_name][EXPOSURES].find({}).to_list()
+    assert len(documents) == 1
+    assert _sample("tessera_exposures_logged_total") == logged + 1  # page documents
+    (page,) = documents
+    assert set(page) == PAGE_KEYS
+    assert len(page["_id"]) == 32
+    assert (page["visitorId"], page["page"], page["locale"]) == ("v-exposed", "deals", "en-US")
+    assert (page["personalized"], page["modelVersion"]) == (True, version)
+    assert page["features"]["device"] == "desktop"
+    assert page["ts"] == services.clock()
+    # The blocks, in page order, are exactly the decisions the page was served with.
+    assert all(set(block) == BLOCK_KEYS for block in page["blocks"])
+    fields = ("variantId", "reason", "score", "propensity", "modelVersion")
+    assert [(b["id"], *(b["decision"][f] for f in fields)) for b in served] == [
+        (b["blockId"], *(b[f] for f in fields)) for b in page["blocks"]
+    ]
+    hero, banner = page["blocks"]
+    assert [b["blockId"] for b in page["blocks"]] == ["deals-hero", "deals-banner"]
     assert (hero["variantId"], hero["reason"], hero["modelVersion"]) == ("story", "score", version)
     assert hero["ruleId"] == "deals-hero/story"
     assert hero["propensity"] == 1.0
@@ -283,11 +301,13 @@ async def test_a_served_page_logs_one_exposure_per_block(
     ]
     sale_score, story_score = (c["score"] for c in hero["candidates"])
     assert story_score == hero["score"] > sale_score
-    assert hero["features"]["device"] == "desktop"
-    assert hero["personalized"] is True
-    assert hero["ts"] == services.clock()
     assert banner["candidates"] == [{"variantId": "default", "tags": [], "score": None}]
     assert (banner["reason"], banner["score"], banner["modelVersion"]) == ("default", None, None)
+    # Flattened, the page view gives back one per-block record each, as before.
+    records = block_exposures(page)
+    assert [r["_id"] for r in records] == [f"{page['_id']}:0", f"{page['_id']}:1"]
+    assert records[0]["blockId"] == "deals-hero"
+    assert records[1]["features"] == page["features"]
 
 
 async def test_previews_and_visitors_without_analytics_consent_log_nothing(
@@ -328,7 +348,7 @@ async def test_every_served_page_is_logged_even_from_the_response_cache(
         assert services.exposures is not None
         await services.exposures.flush()
     exposures = mongo[database_name][EXPOSURES]
-    assert await exposures.count_documents({"blockId": "deals-hero"}) == 2
+    assert await exposures.count_documents({"blocks.blockId": "deals-hero"}) == 2
 
 
 async def test_a_full_queue_drops_and_counts(mongo: Mongo, database_name: str) -> None:

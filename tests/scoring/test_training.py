@@ -114,7 +114,8 @@ async def test_unattributed_or_choiceless_exposures_are_not_used(
     visitors = make_visitors(10)
     logged, _ = synthetic_logs(visitors, 100, start=START)
     for doc in logged[:50]:
-        doc["candidates"] = doc["candidates"][:1]
+        block = doc["blocks"][0]
+        block["candidates"] = block["candidates"][:1]
     await db.exposures.insert_many(logged)
     until = START + timedelta(days=1)
     with pytest.raises(NotEnoughData, match="0 usable"):
