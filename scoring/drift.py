@@ -207,27 +207,23 @@ def compute_drift(
 
 
 def _scores(estimator: Any, docs: Sequence[Mapping[str, Any]]) -> list[float]:
-    """Each exposure's logged score; the model's score of the chosen variant when none was."""
-    missing = [d for d in docs if not isinstance(d.get("score"), (int, float))]
-    rows = []
-    for doc in missing:
-        tags = next(
-            (
-                c.get("tags") or []
-                for c in doc.get("candidates") or []
-                if c.get("variantId") == doc.get("variantId")
-            ),
-            [],
+    """The model's score of every candidate of each exposure, whichever was shown.
+
+    Scoring all candidates, as the training sample does, keeps the policy out of
+    the comparison: a greedy model shows its best-scored variant, so the scores
+    of the variants *shown* rise once it serves even when visitors have not changed.
+    """
+    rows = [
+        candidate_row(
+            doc.get("features") or {},
+            str(doc.get("blockId")),
+            str(candidate.get("variantId")),
+            candidate.get("tags") or [],
         )
-        snapshot = doc.get("features") or {}
-        rows.append(
-            candidate_row(snapshot, str(doc.get("blockId")), str(doc.get("variantId")), tags)
-        )
-    computed = iter(estimator.predict_proba(rows)[:, 1].tolist() if rows else [])
-    return [
-        float(d["score"]) if isinstance(d.get("score"), (int, float)) else float(next(computed))
-        for d in docs
+        for doc in docs
+        for candidate in doc.get("candidates") or ()
     ]
+    return estimator.predict_proba(rows)[:, 1].tolist() if rows else []
 
 
 async def drift_report(

@@ -265,7 +265,11 @@ def _fit_variant_model(dataset: Dataset) -> tuple[Any, TrainingReport, list[str]
     sampled = [dataset.train[i] for i in sorted(picked)]
     sample = {
         "snapshots": [e.snapshot for e in sampled],
-        "scores": [round(float(s), 6) for s in _positive(final, [e.row() for e in sampled])],
+        # Every candidate's score, as drift scores recent traffic: independent of the policy.
+        "scores": [
+            round(float(s), 6)
+            for s in _positive(final, [row for e in sampled for row in e.candidate_rows()])
+        ],
     }
     return final, report, feature_names(dataset, best_name), sample
 

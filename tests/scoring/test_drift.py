@@ -9,9 +9,18 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from scoring.attribution import attribute_outcomes
-from scoring.drift import DRIFT, compute_drift, drift_report, population_stability_index
+from scoring.drift import (
+    DRIFT,
+    _scores,
+    compute_drift,
+    drift_report,
+    population_stability_index,
+)
 from scoring.errors import ModelNotFound
 from scoring.registry import ModelRegistry
 from scoring.synthetic import make_visitors, synthetic_logs
@@ -127,3 +136,19 @@ async def test_drift_report_against_the_active_model_is_stored(
     assert stored is not None
     assert stored["max_statistic"] == drift.max_statistic
     assert REGISTRY.get_sample_value("tessera_model_drift_max") == drift.max_statistic
+
+
+def test_recent_scores_cover_every_candidate_not_only_the_one_shown() -> None:
+    rows = [{"variant=b/x": 1.0}, {"variant=b/y": 1.0}] * 10
+    estimator = make_pipeline(DictVectorizer(), LogisticRegression()).fit(rows, [1, 0] * 10)
+    doc = {
+        "blockId": "b",
+        "variantId": "x",
+        "score": 0.99,
+        "features": {},
+        "candidates": [{"variantId": "x", "tags": []}, {"variantId": "y", "tags": []}],
+    }
+    scores = _scores(estimator, [doc])
+    # Both candidates are scored by the model; the logged score of the one shown is not used.
+    assert len(scores) == 2
+    assert scores[0] > 0.5 > scores[1]
