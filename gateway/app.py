@@ -196,10 +196,12 @@ def create_app(
             )
             await scorer.start()
             stack.push_async_callback(scorer.aclose)
+            reader = BudgetedProfileReader(store, budget=settings.profile_budget)
             exposures = ExposureLog(
                 database[EXPOSURES],
                 max_queue=settings.exposure_queue_size,
                 batch_size=settings.exposure_batch_size,
+                defer_while=reader.under_pressure,
             )
             exposures.start()
             stack.push_async_callback(exposures.aclose)
@@ -215,7 +217,7 @@ def create_app(
                 stack.push_async_callback(drift.aclose)
             services = Services(
                 content=content,
-                profiles=BudgetedProfileReader(store, budget=settings.profile_budget),
+                profiles=reader,
                 store=store,
                 audiences=audiences,
                 clock=clock,

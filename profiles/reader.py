@@ -57,6 +57,16 @@ class BudgetedProfileReader:
         self.fallbacks = 0
         self.incidents = 0
         self._fallbacks_at_incident_start = 0
+        #: Moving average of recent read times in seconds (a timeout counts as the budget).
+        self.latency = 0.0
+
+    def under_pressure(self) -> bool:
+        """Whether recent reads took more than half the budget: MongoDB is busy."""
+        return self.latency > self.budget * 0.5
+
+    def _observe(self, seconds: float) -> None:
+        # An exponential moving average over roughly the last 20 reads.
+        self.latency += (min(seconds, self.budget) - self.latency) * 0.1
 
     @property
     def healthy(self) -> bool:
@@ -75,12 +85,15 @@ class BudgetedProfileReader:
                 return UNAVAILABLE
             # This request is the probe; the others keep falling back meanwhile.
             self._next_probe = now + self.probe_interval
+        started = time.perf_counter()
         try:
             profile = await asyncio.wait_for(self.store.get(visitor_id), self.budget)
         except (TimeoutError, PyMongoError, OSError) as exc:
+            self._observe(self.budget)
             self._failed(exc)
             self.fallbacks += 1
             return UNAVAILABLE
+        self._observe(time.perf_counter() - started)
         self._succeeded()
         return ProfileRead(profile=profile, available=True)
 

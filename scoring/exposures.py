@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from blocks.context import TargetingContext
 from blocks.model import Page
 from blocks.selection import PageDecision, Scores
 from scoring.features import Snapshot, visitor_snapshot
-from scoring.metrics import EXPOSURES_DROPPED, EXPOSURES_LOGGED
+from scoring.metrics import EXPOSURE_WRITES_DEFERRED, EXPOSURES_DROPPED, EXPOSURES_LOGGED
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +124,12 @@ class ExposureLog:
         max_queue: int = 10_000,
         batch_size: int = 500,
         flush_interval: float = 0.25,
+        defer_while: Callable[[], bool] | None = None,
+        max_defer: float = 5.0,
     ) -> None:
         self._collection = collection
+        self._defer_while = defer_while
+        self._max_defer = max_defer
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_queue)
         self._batch_size = batch_size
         self._interval = flush_interval
@@ -182,11 +186,25 @@ class ExposureLog:
                     batch.append(self._queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
+            await self._yield_to_reads()
             try:
                 await self._write(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _yield_to_reads(self) -> None:
+        """Hold the batch while MongoDB is busy with what pages wait on, up to `max_defer`."""
+        if self._defer_while is None:
+            return
+        deferred = 0.0
+        # Exposures can wait (and, once the queue is full, be dropped and counted);
+        # profile reads missing their budget would cost pages their personalization.
+        while deferred < self._max_defer and not self._closing.is_set() and self._defer_while():
+            EXPOSURE_WRITES_DEFERRED.inc()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._interval)
+            deferred += self._interval
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
         try:

@@ -13,6 +13,10 @@ EXPOSURES_DROPPED = Counter(
     "Exposure documents (page views) dropped because the queue was full or MongoDB refused them.",
     ["cause"],
 )
+EXPOSURE_WRITES_DEFERRED = Counter(
+    "tessera_exposure_writes_deferred",
+    "Times the exposure writer held a batch back because profile reads were slow.",
+)
 SCORING = Counter(
     "tessera_scoring",
     "Page scoring calls by outcome (scored, timeout, error, no_model, nothing_to_score).",

@@ -385,3 +385,29 @@ async def test_a_refused_batch_is_dropped_and_counted(mongo: Mongo, database_nam
     await log.aclose()
     assert _sample("tessera_exposures_dropped_total", {"cause": "error"}) == errors + 1
     assert await collection.count_documents({}) == 2
+
+
+async def test_writes_wait_while_profile_reads_are_slow(mongo: Mongo, database_name: str) -> None:
+    collection = mongo[database_name][EXPOSURES]
+    busy = True
+    log = ExposureLog(collection, flush_interval=0.01, defer_while=lambda: busy, max_defer=30)
+    log.start()
+    deferred = _sample("tessera_exposure_writes_deferred_total")
+    log.record([{"_id": "a"}, {"_id": "b"}])
+    await asyncio.sleep(0.2)
+    assert await collection.count_documents({}) == 0
+    assert _sample("tessera_exposure_writes_deferred_total") > deferred
+    busy = False
+    await log.flush()
+    assert await collection.count_documents({}) == 2
+    await log.aclose()
+
+
+async def test_a_held_batch_is_written_after_max_defer(mongo: Mongo, database_name: str) -> None:
+    collection = mongo[database_name][EXPOSURES]
+    log = ExposureLog(collection, flush_interval=0.01, defer_while=lambda: True, max_defer=0.1)
+    log.start()
+    log.record([{"_id": "a"}])
+    await asyncio.wait_for(log.flush(), timeout=5)
+    assert await collection.count_documents({}) == 1
+    await log.aclose()

@@ -274,3 +274,23 @@ async def test_healthy_reads_log_nothing(
     for _ in range(5):
         await reader.read("v1")
     assert [r for r in caplog.records if r.name == LOGGER] == []
+
+
+async def test_slow_reads_raise_the_pressure_signal_and_fast_ones_lower_it() -> None:
+    class Store:
+        delay = 0.04
+
+        async def get(self, visitor_id: str) -> dict[str, str]:
+            await asyncio.sleep(self.delay)
+            return {"_id": visitor_id}
+
+    store = Store()
+    reader = BudgetedProfileReader(store, budget=0.05)  # type: ignore[arg-type]
+    assert not reader.under_pressure()
+    for _ in range(30):
+        await reader.read("v")
+    assert reader.under_pressure()
+    store.delay = 0.0
+    for _ in range(40):
+        await reader.read("v")
+    assert not reader.under_pressure()
