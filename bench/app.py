@@ -10,11 +10,13 @@ added routes share the gateway's lifespan, so they use its MongoDB client:
 - `GET /bench/profile` reads the `X-Visitor-Id` profile, then returns the
   payload (scenario c);
 - `GET /bench/stats` reports how many profile reads fell back to the
-  unpersonalized page, so the runner can tell whether (a) stayed personalized.
+  unpersonalized page, so the runner can tell whether (a) stayed personalized,
+  and how many page exposures were logged, dropped and held back.
 """
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -55,11 +57,26 @@ async def profile(request: Request) -> Response:
     return Response(content=_payload(request), media_type="application/json")
 
 
+def _counter(name: str, **labels: str) -> int:
+    return int(REGISTRY.get_sample_value(name, labels) or 0)
+
+
 async def stats(request: Request) -> Response:
-    """Counters of the gateway's profile reader."""
+    """Counters of the gateway's profile reader and exposure log."""
     services: Services = request.app.state.services
     return JSONResponse(
-        {"fallbacks": services.profiles.fallbacks, "incidents": services.profiles.incidents}
+        {
+            "fallbacks": services.profiles.fallbacks,
+            "incidents": services.profiles.incidents,
+            "exposures": {
+                "logged": _counter("tessera_exposures_logged_total"),
+                "dropped": sum(
+                    _counter("tessera_exposures_dropped_total", cause=cause)
+                    for cause in ("queue_full", "error", "closed")
+                ),
+                "deferred": _counter("tessera_exposure_writes_deferred_total"),
+            },
+        }
     )
 
 

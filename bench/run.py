@@ -38,7 +38,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ CONNECTIONS = 16
 THREADS = 2
 VISITOR_ID = "demo-vip"
 # The code and demo content a run measures (other work may change them between runs).
-SOURCE_PACKAGES = ("gateway", "resolvers", "blocks", "profiles", "cms_adapters")
+SOURCE_PACKAGES = ("gateway", "resolvers", "blocks", "profiles", "cms_adapters", "scoring")
 # A minimal Strawberry resolver (one profile read, 10 blocks) on the same machines.
 REFERENCE_RATIOS = {"a/b": 0.10, "a/c": 0.37}
 PAGE_QUERY = (
@@ -275,12 +275,18 @@ def capture_payload(base_url: str) -> bytes:
     return payload
 
 
-def profile_fallbacks(base_url: str) -> int:
-    """How many page requests so far were served unpersonalized (profile read failed)."""
+def bench_stats(base_url: str) -> dict[str, Any]:
+    """The gateway's counters: profile fallbacks and exposures."""
     status, body = http("GET", f"{base_url}/bench/stats")
     if status != 200:
         raise BenchError(f"/bench/stats answered {status}")
-    return int(json.loads(body)["fallbacks"])
+    stats: dict[str, Any] = json.loads(body)
+    return stats
+
+
+def profile_fallbacks(base_url: str) -> int:
+    """How many page requests so far were served unpersonalized (profile read failed)."""
+    return int(bench_stats(base_url)["fallbacks"])
 
 
 def run_wrk(wrk: str, base_url: str, scenario: Scenario, duration: int) -> Measurement:
@@ -357,6 +363,7 @@ class Run:
     payload_bytes: int
     rounds: dict[str, list[Measurement]]
     fallbacks: int = 0
+    exposures: dict[str, int] = field(default_factory=dict)
 
     def requests(self, key: str) -> int:
         """Requests completed by scenario `key` over all rounds."""
@@ -390,6 +397,9 @@ def run_benchmark(wrk: str, args: argparse.Namespace) -> Run:
                     f"p99 {measured.p99_ms:.2f} ms",
                     flush=True,
                 )
+        # Everything queued is written (or dropped) within a few flush intervals.
+        time.sleep(1.0)
+        run.exposures = bench_stats(base_url)["exposures"]
         return run
 
 
@@ -409,6 +419,12 @@ def print_report(run: Run, summaries: Mapping[str, Summary], ratios: Mapping[str
         reference = REFERENCE_RATIOS[name]
         verdict = "at or above" if value >= reference else "BELOW"
         print(f"{name} = {value:.3f}   ({verdict} the reference {reference:.2f})")
+    exposures = run.exposures
+    if exposures:
+        print(
+            f"exposures: {exposures['logged']} page views logged, {exposures['dropped']} "
+            f"dropped, writes held back {exposures['deferred']} times while reads were slow"
+        )
     if run.fallbacks:
         print(
             f"\nWARNING: {run.fallbacks} of {run.requests('a')} (a) requests were served "
@@ -463,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         "reference_ratios": REFERENCE_RATIOS,
         "a_requests": run.requests("a"),
         "a_served_unpersonalized": run.fallbacks,
+        "exposures": run.exposures,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
