@@ -59,10 +59,12 @@ class BudgetedProfileReader:
         self._fallbacks_at_incident_start = 0
         #: Moving average of recent read times in seconds (a timeout counts as the budget).
         self.latency = 0.0
+        self._last_miss = -float("inf")
 
-    def under_pressure(self) -> bool:
-        """Whether recent reads took more than half the budget: MongoDB is busy."""
-        return self.latency > self.budget * 0.5
+    def under_pressure(self, window: float = 1.0) -> bool:
+        """Whether MongoDB is too busy for reads: one missed its budget lately, or they slow."""
+        recent_miss = self._clock() - self._last_miss < window
+        return recent_miss or self.latency > self.budget * 0.5
 
     def _observe(self, seconds: float) -> None:
         # An exponential moving average over roughly the last 20 reads.
@@ -90,6 +92,7 @@ class BudgetedProfileReader:
             profile = await asyncio.wait_for(self.store.get(visitor_id), self.budget)
         except (TimeoutError, PyMongoError, OSError) as exc:
             self._observe(self.budget)
+            self._last_miss = self._clock()
             self._failed(exc)
             self.fallbacks += 1
             return UNAVAILABLE

@@ -294,3 +294,24 @@ async def test_slow_reads_raise_the_pressure_signal_and_fast_ones_lower_it() -> 
     for _ in range(40):
         await reader.read("v")
     assert not reader.under_pressure()
+
+
+async def test_a_missed_budget_signals_pressure_for_a_while() -> None:
+    class Store:
+        slow = True
+
+        async def get(self, visitor_id: str) -> dict[str, str]:
+            await asyncio.sleep(0.2 if self.slow else 0)
+            return {"_id": visitor_id}
+
+    now = [100.0]
+    store = Store()
+    reader = BudgetedProfileReader(store, budget=0.01, clock=lambda: now[0])  # type: ignore[arg-type]
+    await reader.read("v")
+    store.slow = False
+    await reader.read("v")
+    assert reader.under_pressure()
+    now[0] += 1.5
+    for _ in range(30):
+        await reader.read("v")
+    assert not reader.under_pressure()
