@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     )
     # Both count exposure documents, one per served page view (not per block).
     exposure_queue_size: int = Field(default=10_000, ge=1)
-    exposure_batch_size: int = Field(default=500, ge=1)
+    exposure_batch_size: int = Field(default=100, ge=1)
 
     def key_ring(self) -> KeyRing:
         """The configured keys, ready to authenticate requests."""

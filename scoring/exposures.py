@@ -122,7 +122,7 @@ class ExposureLog:
         collection: AsyncCollection[dict[str, Any]],
         *,
         max_queue: int = 10_000,
-        batch_size: int = 500,
+        batch_size: int = 100,
         flush_interval: float = 0.25,
         defer_while: Callable[[], bool] | None = None,
         max_defer: float = 5.0,
