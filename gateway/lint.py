@@ -22,6 +22,7 @@ from blocks.audiences import Audience
 from blocks.lint import Finding, lint_audiences, lint_page, malformed_page, summary
 from cms_adapters.base import CMSAdapter
 from cms_adapters.errors import CMSError, MalformedContent
+from gateway.cli_args import iso_instant
 from profiles.audiences import AudienceFileError, audiences_from_file
 
 
@@ -119,14 +120,6 @@ def run_lint(args: argparse.Namespace) -> int:
         logging.disable(logging.NOTSET)
 
 
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def add_lint_command(commands: Any) -> None:
     """Register `lint` on the CLI's subcommands."""
     lint = commands.add_parser("lint", help="check every page, block, variant and audience")
@@ -136,7 +129,7 @@ def add_lint_command(commands: Any) -> None:
     lint.add_argument("--drafts", action="store_true", help="lint draft content where it exists")
     lint.add_argument(
         "--now",
-        type=_moment,
+        type=iso_instant,
         help="lint as of this ISO 8601 time (e.g. a launch date) instead of now",
     )
     lint.set_defaults(handler=run_lint)

@@ -30,6 +30,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from gateway.cli_args import iso_instant
 from scoring.errors import ModelNotFound, NotEnoughData, ScoringError, SignatureMismatch
 from scoring.registry import PROPENSITY_MODEL, VARIANT_MODEL, ModelRegistry, signing_key_from
 
@@ -80,14 +81,6 @@ def _run(prefix: str, command: Callable[[Database, ModelRegistry], Awaitable[int
     except PyMongoError as exc:
         print(f"{prefix}: MongoDB unavailable: {exc}", file=sys.stderr)
         return 2
-
-
-def _instant(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -198,8 +191,8 @@ def add_models_commands(commands: Any) -> None:
     train = commands.add_parser("train", help="attribute outcomes and train the variant model")
     start = train.add_mutually_exclusive_group()
     start.add_argument("--days", type=float, default=7.0, help="window: the last N days (7)")
-    start.add_argument("--since", type=_instant, help="window start (ISO 8601)")
-    train.add_argument("--until", type=_instant, help="window end (ISO 8601; default now)")
+    start.add_argument("--since", type=iso_instant, help="window start (ISO 8601)")
+    train.add_argument("--until", type=iso_instant, help="window end (ISO 8601; default now)")
     train.add_argument("--activate", action="store_true", help="serve the new model")
     train.add_argument(
         "--min-exposures", type=int, default=50, help="refuse to train on fewer (50)"
