@@ -130,13 +130,17 @@ async def attribute_outcomes(
     """Attribute events to the exposures logged in [since, until] and store each `outcome`."""
     # Projected array fields keep every element, so each block keeps its stored index.
     fields = ("visitorId", "ts", "blocks.blockId", "blocks.variantId", "blocks.outcome")
+    # Exposures up to one window past `until` are read too, though not written: a click
+    # after `until` belongs to the latest exposure before it, which may lie past `until`.
     cursor = database[EXPOSURES].find(
-        {"ts": {"$gte": since, "$lte": until}}, dict.fromkeys(fields, 1)
+        {"ts": {"$gte": since, "$lte": until + window}}, dict.fromkeys(fields, 1)
     )
-    pages = [doc async for doc in cursor]
+    read = [doc async for doc in cursor]
+    pages = [doc for doc in read if _aware(doc["ts"]) <= until]
     exposures = [record for doc in pages for record in block_exposures(doc)]
     if not exposures:
         return AttributionResult(0, 0, 0, 0, 0, 0, pages=len(pages))
+    later = [record for doc in read if _aware(doc["ts"]) > until for record in block_exposures(doc)]
     visitors = sorted({str(doc["visitorId"]) for doc in exposures})
     # Events up to one window after the last exposure can still count.
     query = {
@@ -155,7 +159,11 @@ async def attribute_outcomes(
                 )
             ]
         )
-    outcomes = compute_outcomes(exposures, events, window=window, conversion_types=conversion_types)
+    outcomes = compute_outcomes(
+        [*exposures, *later], events, window=window, conversion_types=conversion_types
+    )
+    for record in later:
+        del outcomes[str(record["_id"])]
     changed: dict[Any, dict[str, Any]] = defaultdict(dict)
     for record in exposures:
         outcome = outcomes[str(record["_id"])]

@@ -219,3 +219,27 @@ async def test_outcomes_are_written_per_block_into_the_page_document(
     assert (second.updated, second.pages_updated) == (3, 1)
     again = await attribute_outcomes(db, since=T0, until=until)
     assert (again.updated, again.pages_updated) == (0, 0)
+
+
+async def test_a_click_past_until_goes_to_its_own_exposure_not_an_older_one(
+    mongo: AsyncMongoClient[dict[str, Any]], database_name: str
+) -> None:
+    db = mongo[database_name]
+    await db.exposures.insert_many(
+        [
+            _exposure("old", "v1", "a", 50),  # inside [since, until]
+            _exposure("new", "v1", "a", 65),  # past until, before the click
+        ]
+    )
+    await db.events.insert_one(_event("c1", "click", "v1", 70, blockId="hero", variantId="a"))
+    until = T0 + timedelta(hours=1)
+    result = await attribute_outcomes(db, since=T0, until=until)
+    outcomes = await _outcomes(db)
+    # The click is the later exposure's: the older one must not take it now ...
+    assert outcomes["old:0"]["click"] is False
+    # ... and the later one, outside this run's range, is not written yet.
+    assert outcomes["new:0"] is None
+    assert (result.exposures, result.pages) == (1, 1)
+    await attribute_outcomes(db, since=until, until=until + timedelta(hours=1))
+    outcomes = await _outcomes(db)
+    assert (outcomes["old:0"]["click"], outcomes["new:0"]["click"]) == (False, True)
