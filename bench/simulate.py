@@ -62,6 +62,10 @@ VARIANTS = list(next(iter(GROUND_TRUTH.values())))
 BEST = {audience: max(row, key=row.__getitem__) for audience, row in GROUND_TRUTH.items()}
 
 
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def captured(model: float, rand: float, oracle: float) -> float:
     return (model - rand) / (oracle - rand)
 
@@ -110,8 +114,8 @@ async def offline(uri: str, *, exposures: int, visitors: int, seed: int) -> floa
         )
         print(
             f"  validation AUC {report.auc:.3f}, log loss {report.log_loss:.4f}; "
-            f"IPS {report.off_policy.ips:.4f}, SNIPS {report.off_policy.snips or 0:.4f} "
-            f"vs logged {report.off_policy.logged_rate:.4f}"
+            f"IPS {_figure(report.off_policy.ips)}, SNIPS {_figure(report.off_policy.snips)} "
+            f"vs logged {_figure(report.off_policy.logged_rate)}"
         )
         print(f"  greedy picks: {picks} (best: {BEST})")
         print(
@@ -338,7 +342,8 @@ async def end_to_end(
                 )
                 print(
                     f"trained {report.version} ({report.model}): AUC {report.auc:.3f}, "
-                    f"IPS {report.off_policy.ips:.4f} vs logged {report.off_policy.logged_rate:.4f}"
+                    f"IPS {_figure(report.off_policy.ips)} "
+                    f"vs logged {_figure(report.off_policy.logged_rate)}"
                 )
 
                 async def serving() -> bool:

@@ -98,11 +98,23 @@ def _train(args: argparse.Namespace) -> int:
             f"{found.exposures} exposures, {found.clicked_exposures} clicked, "
             f"{found.converted_exposures} converted ({found.updated} updated)"
         )
+        # Clicks on the newest exposures may still be on their way: leave those out.
+        settle = timedelta(
+            minutes=window.total_seconds() / 60
+            if args.settle_minutes is None
+            else args.settle_minutes
+        )
+        labelled = min(until, datetime.now(UTC) - settle)
+        if labelled < until:
+            print(
+                f"training on exposures up to {labelled:%Y-%m-%d %H:%M:%S} UTC "
+                f"(later ones may still be clicked; --settle-minutes)"
+            )
         report = await train_variant_model(
             database,
             registry,
             since=since,
-            until=until,
+            until=labelled,
             activate=args.activate,
             min_exposures=args.min_exposures,
         )
@@ -196,6 +208,12 @@ def add_models_commands(commands: Any) -> None:
     train.add_argument("--activate", action="store_true", help="serve the new model")
     train.add_argument(
         "--min-exposures", type=int, default=50, help="refuse to train on fewer (50)"
+    )
+    train.add_argument(
+        "--settle-minutes",
+        type=float,
+        help="leave out exposures newer than this, whose clicks may not have arrived "
+        "(default: the attribution window)",
     )
     train.add_argument(
         "--attribution-minutes", type=float, default=30.0, help="attribution window (30)"

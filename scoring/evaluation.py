@@ -20,13 +20,18 @@ class LoggedChoice:
 
 @dataclass(frozen=True, slots=True)
 class OffPolicyEstimate:
-    """Inverse propensity scoring of a deterministic target policy on logged data."""
+    """Inverse propensity scoring of a deterministic target policy on logged data.
+
+    `n` counts the choices the estimate uses: those the logging policy made at
+    random (propensity below 1). `unexplored` counts the certain ones left out.
+    """
 
     n: int
     matches: int
-    logged_rate: float
-    ips: float
+    logged_rate: float | None
+    ips: float | None
     snips: float | None
+    unexplored: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form, as stored in the registry."""
@@ -39,25 +44,31 @@ def off_policy_estimate(choices: Sequence[LoggedChoice]) -> OffPolicyEstimate:
     IPS = (1/n) Σ 1[target = chosen] · r / p; SNIPS divides the same sum by
     Σ 1[target = chosen] / p instead of n, trading a little bias for much less
     variance. Both are unbiased only when every propensity is the probability
-    the logging policy really gave the chosen variant.
+    the logging policy really gave the chosen variant, and when that policy
+    could have chosen what the target chooses: a certain choice (propensity 1,
+    as without exploration or after a scoring fallback) gave the other
+    variants no chance, so it is left out, and with none left there is no
+    estimate (None).
     """
     if not choices:
         raise ValueError("off-policy estimation needs at least one logged choice")
+    if any(choice.propensity <= 0 for choice in choices):
+        raise ValueError("a logged propensity must be positive")
+    explored = [choice for choice in choices if choice.propensity < 1.0]
     weighted, weights, matches = 0.0, 0.0, 0
-    for choice in choices:
-        if choice.propensity <= 0:
-            raise ValueError("a logged propensity must be positive")
+    for choice in explored:
         if choice.target == choice.chosen:
             matches += 1
             weights += 1.0 / choice.propensity
             weighted += choice.reward / choice.propensity
-    n = len(choices)
+    n = len(explored)
     return OffPolicyEstimate(
         n=n,
         matches=matches,
-        logged_rate=sum(c.reward for c in choices) / n,
-        ips=weighted / n,
+        logged_rate=sum(c.reward for c in explored) / n if n else None,
+        ips=weighted / n if n else None,
         snips=weighted / weights if weights else None,
+        unexplored=len(choices) - n,
     )
 
 

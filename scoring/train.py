@@ -148,10 +148,10 @@ class TrainingReport:
             f"  validation: AUC {self.auc:.4f}, log loss {self.log_loss:.4f}, ECE {self.ece:.4f}",
             "  tried: "
             + ", ".join(f"{c.name} (log loss {c.log_loss:.4f})" for c in self.candidates),
-            f"  off-policy (validation, {ope.n} exposures, {ope.matches} match the greedy policy):",
-            f"    logged policy click rate {ope.logged_rate:.4f}",
-            f"    greedy model policy: IPS {ope.ips:.4f}, SNIPS "
-            + ("n/a" if ope.snips is None else f"{ope.snips:.4f}"),
+            f"  off-policy (validation, {ope.n} explored exposures, {ope.matches} match the "
+            f"greedy policy; {ope.unexplored} chosen with certainty left out):",
+            f"    logged policy click rate {_figure(ope.logged_rate)}",
+            f"    greedy model policy: IPS {_figure(ope.ips)}, SNIPS {_figure(ope.snips)}",
             "  reliability (predicted → observed, count):",
         ]
         lines += [
@@ -161,6 +161,10 @@ class TrainingReport:
             if b.count and b.mean_predicted is not None and b.observed is not None
         ]
         return "\n".join(lines)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a (no explored exposures)" if value is None else f"{value:.4f}"
 
 
 def _positive(estimator: Any, rows: Sequence[Mapping[str, float]]) -> np.ndarray[Any, Any]:

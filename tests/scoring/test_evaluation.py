@@ -50,3 +50,25 @@ def test_reliability_table_bins_and_ece() -> None:
     assert table[2].mean_predicted is None
     # |0.05-0| + 2·|0.135-0.5| + 2·|0.975-1| over 5.
     assert expected_calibration_error(table) == pytest.approx((0.05 + 0.73 + 0.05) / 5, abs=1e-4)
+
+
+def test_certain_choices_are_left_out_of_the_estimate() -> None:
+    choices = [
+        LoggedChoice(chosen="a", propensity=0.5, reward=1.0, target="a"),
+        LoggedChoice(chosen="b", propensity=0.5, reward=0.0, target="a"),
+        # No exploration: the logging policy could not have shown anything else.
+        LoggedChoice(chosen="a", propensity=1.0, reward=1.0, target="a"),
+        LoggedChoice(chosen="a", propensity=1.0, reward=1.0, target="a"),
+    ]
+    estimate = off_policy_estimate(choices)
+    assert (estimate.n, estimate.unexplored, estimate.matches) == (2, 2, 1)
+    assert estimate.logged_rate == pytest.approx(0.5)
+    assert estimate.ips == pytest.approx(1.0)  # (1/0.5) / 2
+
+
+def test_without_exploration_there_is_no_estimate() -> None:
+    estimate = off_policy_estimate([LoggedChoice("a", 1.0, 1.0, "a")])
+    assert (estimate.n, estimate.unexplored) == (0, 1)
+    assert estimate.ips is None
+    assert estimate.snips is None
+    assert estimate.logged_rate is None

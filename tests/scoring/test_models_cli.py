@@ -141,3 +141,30 @@ def test_scores_propensity(db: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert "(active)" in out
     assert db.profiles.count_documents({"scores.purchasePropensity": {"$gte": 0}}) == 300
     assert db[STATE].find_one({"_id": "propensity"})["active"].startswith("propensity-")
+
+
+def _rows(text: str) -> int:
+    found = re.search(r"rows: (\d+) train, (\d+) validation", text)
+    assert found, text
+    return int(found.group(1)) + int(found.group(2))
+
+
+def test_exposures_too_recent_to_be_clicked_are_left_out(
+    db: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seed_exposures(db)
+    recent, events = synthetic_logs(
+        make_visitors(50, seed=5),
+        300,
+        start=datetime.now(UTC) - timedelta(minutes=10),
+        seed=5,
+        spacing=timedelta(seconds=1),
+    )
+    db.exposures.insert_many(recent)
+    db.events.insert_many(events)
+    assert main(["train", "--days", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "later ones may still be clicked" in out
+    assert _rows(out) == 2000
+    assert main(["train", "--days", "2", "--settle-minutes", "0"]) == 0
+    assert _rows(capsys.readouterr().out) == 2300
