@@ -53,6 +53,9 @@ class GdprMutation:
     async def erase_visitor(self, info: TesseraInfo, id: strawberry.ID) -> EraseResult:
         """Erase the subject and leave an audit record without personal data."""
         services = info.context.services
+        if services.exposures is not None:
+            # Exposures still queued here would otherwise be written after the erasure.
+            await services.exposures.flush()
         result = await erase_subject(services.store.collection.database, str(id), services.clock())
         return EraseResult(
             erased=int(result["erased"]),

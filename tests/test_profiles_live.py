@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 from pymongo import AsyncMongoClient
+from starlette.applications import Starlette
 
 from tests.graphql_helpers import ADMIN, INGEST, PAGE_QUERY, graphql, reasons, variants
 
@@ -251,6 +252,19 @@ async def test_export_and_erase_cover_every_collection(
     assert gone["data"]["exportVisitor"] is None
     assert await db["profiles"].find_one({"_id": "bystander"}) is not None
     assert await db["exposures"].find_one({"_id": "x-other"}) is not None
+
+
+async def test_erase_writes_queued_exposures_first_so_none_survive(
+    client: httpx.AsyncClient, app: Starlette, mongo: Mongo, database_name: str
+) -> None:
+    await post(client, [event(visitor="gdpr-q")])
+    services = app.state.services
+    # A page view of the visitor, still in the gateway's queue when the erasure arrives.
+    services.exposures.record([{"_id": "x-queued", "visitorId": "gdpr-q", "blocks": []}])
+    erased = (await graphql(client, ERASE, {"id": "gdpr-q"}, headers=ADMIN)).json()
+    assert erased["data"]["eraseVisitor"]["deleted"]["exposures"] == 1
+    await services.exposures.flush()
+    assert await mongo[database_name]["exposures"].find_one({"visitorId": "gdpr-q"}) is None
 
 
 async def test_indexes_exist_and_retention_can_change(mongo: Mongo, database_name: str) -> None:
