@@ -3,8 +3,8 @@
 Numeric features and the model's score are compared with the two-sample
 Kolmogorov-Smirnov test; categorical features with the population stability
 index (PSI) and a chi-square test of the category counts. The report is
-stored in `models.drift` and its largest statistic is exported as the
-`tessera_model_drift_max` gauge. Common reading of PSI: below 0.1 stable,
+stored in `models.drift` and the largest statistic of each test is exported
+as the `tessera_model_drift_max{test="ks"|"psi"}` gauge. Common reading of PSI: below 0.1 stable,
 0.1-0.25 moderate shift, above 0.25 a large shift; a KS statistic is the
 largest gap between the two cumulative distributions (0 = identical, 1 = disjoint).
 """
@@ -12,9 +12,10 @@ largest gap between the two cumulative distributions (0 = identical, 1 = disjoin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,11 +23,11 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from scipy.stats import chi2_contingency, ks_2samp
 
-from scoring.errors import ModelNotFound, NotEnoughData
+from scoring.errors import ModelNotFound, NotEnoughData, ScoringError
 from scoring.exposures import EXPOSURES, block_exposures
 from scoring.features import candidate_row, categorical_features, numeric_features
 from scoring.metrics import MODEL_DRIFT_MAX
-from scoring.registry import VARIANT_MODEL, ModelRegistry
+from scoring.registry import VARIANT_MODEL, LoadedModel, ModelRegistry
 
 DRIFT = "models.drift"
 #: Below this many values on either side a feature is reported but not tested.
@@ -34,6 +35,8 @@ MIN_SAMPLE = 20
 #: Added to every category's share so a category absent on one side stays finite.
 PSI_EPSILON = 1e-4
 MISSING = "(none)"
+#: The tests whose largest statistic is exported, each under its own label.
+DRIFT_TESTS = ("ks", "psi")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +229,67 @@ def _scores(estimator: Any, docs: Sequence[Mapping[str, Any]]) -> list[float]:
     return estimator.predict_proba(rows)[:, 1].tolist() if rows else []
 
 
+def _contested_blocks(pages: Sequence[Mapping[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The pages' blocks with a choice among 2+ candidates, like the training sample's."""
+    return [
+        record
+        for page in pages
+        for record in block_exposures(page)
+        if len(record.get("candidates") or ()) >= 2
+    ][:limit]
+
+
+def _compare(
+    estimator: Any,
+    reference_snapshots: Sequence[Mapping[str, Any]],
+    reference_scores: Sequence[float],
+    docs: Sequence[Mapping[str, Any]],
+) -> DriftReport:
+    """Score the recent blocks' candidates and compare them with the reference (CPU-bound)."""
+    snapshots = [doc.get("features") or {} for doc in docs]
+    return compute_drift(reference_snapshots, reference_scores, snapshots, _scores(estimator, docs))
+
+
+def export_drift(report: DriftReport | None) -> None:
+    """Set `tessera_model_drift_max{test}` per test; a test without a statistic is removed.
+
+    KS statistics (0-1) and PSI (unbounded) are not comparable, so each test has
+    its own sample. `None` (no report describes the serving model) removes both:
+    an absent sample reads as "unknown", where a stale or NaN value could
+    silence or trip an alert.
+    """
+    for test in DRIFT_TESTS:
+        stats = [
+            f.statistic
+            for f in (report.features if report is not None else ())
+            if f.test == test and f.statistic is not None
+        ]
+        if stats:
+            MODEL_DRIFT_MAX.labels(test=test).set(max(stats))
+        else:
+            with contextlib.suppress(KeyError):
+                MODEL_DRIFT_MAX.remove(test)
+
+
+def report_from_document(doc: Mapping[str, Any]) -> DriftReport:
+    """Rebuild a stored `models.drift` document (as `as_dict` wrote it)."""
+    features = [
+        FeatureDrift(**{k: v for k, v in item.items() if k in FeatureDrift.__slots__})
+        for item in doc.get("features") or ()
+        if isinstance(item, Mapping)
+    ]
+    max_statistic = doc.get("max_statistic")
+    return DriftReport(
+        features,
+        float(max_statistic) if isinstance(max_statistic, (int, float)) else None,
+        int(doc.get("reference_n") or 0),
+        int(doc.get("recent_n") or 0),
+        str(doc.get("message") or ""),
+        model_version=doc.get("model_version"),
+        computed_at=doc.get("computed_at"),
+    )
+
+
 async def drift_report(
     database: AsyncDatabase[dict[str, Any]],
     registry: ModelRegistry,
@@ -234,57 +298,69 @@ async def drift_report(
     kind: str = VARIANT_MODEL,
     limit: int = 5000,
     now: datetime | None = None,
+    current: Callable[[], LoadedModel | None] | None = None,
 ) -> DriftReport:
-    """Compare exposures since `since` with the active model's training sample; store it."""
-    active = await registry.load_active(kind)
-    if active is None:
+    """Compare exposures since `since` with the active model's training sample; store it.
+
+    `current` returns a model already loaded (a `ModelServer`'s): used when it is
+    the active version, instead of fetching and unpickling the artifact again.
+    A report that cannot be computed (no active model, no sample, an artifact
+    refused) removes the `tessera_model_drift_max` samples before raising.
+    """
+    try:
+        report = await _drift_report(database, registry, since, kind, limit, now, current)
+    except ScoringError:
+        export_drift(None)
+        raise
+    await database[DRIFT].replace_one({"_id": kind}, {"_id": kind, **report.as_dict()}, upsert=True)
+    export_drift(report)
+    return report
+
+
+async def _drift_report(
+    database: AsyncDatabase[dict[str, Any]],
+    registry: ModelRegistry,
+    since: datetime,
+    kind: str,
+    limit: int,
+    now: datetime | None,
+    current: Callable[[], LoadedModel | None] | None,
+) -> DriftReport:
+    version = await registry.active_version(kind)
+    if version is None:
         raise ModelNotFound(f"no {kind} model is active: nothing to compare drift against")
+    active = current() if current is not None else None
+    if active is None or active.version != version:
+        active = await registry.load(version)
     sample = active.sample
     reference_snapshots = list(sample.get("snapshots") or [])
     reference_scores = [float(s) for s in sample.get("scores") or []]
     if not reference_snapshots:
         raise NotEnoughData(f"model {active.version} has no stored training sample")
-    # Page documents with a block the model served; those blocks are picked after flattening.
-    served = {"ts": {"$gte": since}, "blocks.modelVersion": active.version}
-    fields = {"ts": 1, "features": 1, "blocks": 1}
+    # Page views the model scored: the page-level modelVersion is set only then
+    # (a fallback block still names the model that timed out).
+    served = {"ts": {"$gte": since}, "modelVersion": active.version}
+    fields = {"ts": 1, "features": 1, "blocks": 1, "modelVersion": 1}
     newest = [("ts", -1)]
-    # At most `limit` pages: each has at least one matching block, so that is enough blocks.
-    pages = database[EXPOSURES].find(served, fields).sort(newest).limit(limit)
-    docs = [
-        record
-        async for page in pages
-        for record in block_exposures(page)
-        if record.get("modelVersion") == active.version
-    ][:limit]
+    pages = await database[EXPOSURES].find(served, fields).sort(newest).limit(limit).to_list()
+    docs = await asyncio.to_thread(_contested_blocks, pages, limit)
     scope = "served by the model"
     if not docs:
         # Nothing served by it yet (just activated, or exploring): still compare the features.
         scope = "all exposures (none served by the model yet)"
         cursor = database[EXPOSURES].find({"ts": {"$gte": since}}, fields)
-        docs = [
-            record
-            async for page in cursor.sort(newest).limit(limit)
-            for record in block_exposures(page)
-        ][:limit]
-    snapshots = [doc.get("features") or {} for doc in docs]
-    report = compute_drift(
-        reference_snapshots,
-        reference_scores,
-        snapshots,
-        await asyncio.to_thread(_scores, active.estimator, docs),
+        pages = await cursor.sort(newest).limit(limit).to_list()
+        docs = await asyncio.to_thread(_contested_blocks, pages, limit)
+    report = await asyncio.to_thread(
+        _compare, active.estimator, reference_snapshots, reference_scores, docs
     )
-    computed = now or datetime.now(UTC)
-    report = DriftReport(
+    return DriftReport(
         report.features,
         report.max_statistic,
         report.reference_n,
         report.recent_n,
         report.message or ("" if docs else f"no exposures since {since.isoformat()}"),
         model_version=active.version,
-        computed_at=computed,
+        computed_at=now or datetime.now(UTC),
         extra={"since": since, "scope": scope},
     )
-    await database[DRIFT].replace_one({"_id": kind}, {"_id": kind, **report.as_dict()}, upsert=True)
-    if report.max_statistic is not None:
-        MODEL_DRIFT_MAX.set(report.max_statistic)
-    return report

@@ -29,7 +29,10 @@ SCORING_SECONDS = Histogram(
 )
 MODEL_DRIFT_MAX = Gauge(
     "tessera_model_drift_max",
-    "Largest drift statistic between recent exposures and the active model's training sample.",
+    "Largest drift statistic of the active model's latest drift report, per test: "
+    "ks (Kolmogorov-Smirnov, 0-1) or psi (population stability index, unbounded). "
+    "Absent while no report describes the model serving now.",
+    ["test"],
 )
 ACTIVE_MODEL = Gauge(
     "tessera_active_model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from scoring.drift import (
     population_stability_index,
 )
 from scoring.errors import ModelNotFound
+from scoring.metrics import MODEL_DRIFT_MAX
 from scoring.registry import ModelRegistry
 from scoring.synthetic import make_visitors, synthetic_logs
 from scoring.train import train_variant_model
@@ -94,12 +96,15 @@ def test_empty_and_small_samples_say_so() -> None:
 
 
 async def test_drift_report_against_the_active_model_is_stored(
-    mongo: AsyncMongoClient[dict[str, Any]], database_name: str
+    mongo: AsyncMongoClient[dict[str, Any]], database_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = mongo[database_name]
     registry = ModelRegistry(db, b"k")
+    MODEL_DRIFT_MAX.labels(test="ks").set(0.5)  # left by an earlier model's report
     with pytest.raises(ModelNotFound, match="no variant model is active"):
         await drift_report(db, registry, since=datetime(2026, 1, 1, tzinfo=UTC))
+    # A report that cannot be computed leaves no stale value behind.
+    assert REGISTRY.get_sample_value("tessera_model_drift_max", {"test": "ks"}) is None
     start = datetime(2026, 11, 1, tzinfo=UTC)
     logged, events = synthetic_logs(make_visitors(100), 600, start=start)
     await db.exposures.insert_many(logged)
@@ -125,9 +130,34 @@ async def test_drift_report_against_the_active_model_is_stored(
             }
         )
     await db.exposures.insert_many(recent)
+    # Not the model's: fallback pages (the block names the model that timed out, the
+    # page names none) and blocks without a choice. Both would show up as drift.
+    other = {"device": "tablet", "country": "zz", "audiences": ["elsewhere"]}
+    fallback = {**recent[0], "_id": "fallback", "modelVersion": None, "features": other}
+    lone = {
+        **recent[1],
+        "_id": "lone",
+        "features": other,
+        "blocks": [
+            {**recent[1]["blocks"][0], "candidates": recent[1]["blocks"][0]["candidates"][:1]}
+        ],
+    }
+    await db.exposures.insert_many([{**fallback, "_id": f"fallback-{i}"} for i in range(100)])
+    await db.exposures.insert_many([{**lone, "_id": f"lone-{i}"} for i in range(100)])
+    threads: list[str] = []
+
+    def compute(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return compute_drift(*args)
+
+    monkeypatch.setattr("scoring.drift.compute_drift", compute)
     drift = await drift_report(db, registry, since=until)
+    # The statistics ran off the event loop's thread.
+    assert threads
+    assert threading.main_thread().name not in threads
     assert drift.model_version == report.version
     assert drift.recent_n == 200
+    assert all(f.name != "country" or (f.statistic or 0) < 0.25 for f in drift.features)
     assert drift.extra["scope"] == "served by the model"
     assert drift.features[0].name in {"device", "(score)"}
     assert drift.max_statistic is not None
@@ -135,7 +165,14 @@ async def test_drift_report_against_the_active_model_is_stored(
     stored = await db[DRIFT].find_one({"_id": "variant"})
     assert stored is not None
     assert stored["max_statistic"] == drift.max_statistic
-    assert REGISTRY.get_sample_value("tessera_model_drift_max") == drift.max_statistic
+    # One sample per test: KS (0-1) and PSI (unbounded) are not comparable.
+    for test in ("ks", "psi"):
+        expected = max(f.statistic or 0.0 for f in drift.features if f.test == test)
+        sample = REGISTRY.get_sample_value("tessera_model_drift_max", {"test": test})
+        assert sample == expected
+    assert REGISTRY.get_sample_value("tessera_model_drift_max", {"test": "psi"}) == (
+        drift.max_statistic
+    )
 
 
 def test_recent_scores_cover_every_candidate_not_only_the_one_shown() -> None:
