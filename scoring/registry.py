@@ -15,7 +15,9 @@ import asyncio
 import hashlib
 import hmac
 import io
+import os
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from typing import Any
 
 import joblib
 from gridfs import AsyncGridFSBucket
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from scoring.errors import ModelNotFound, SignatureMismatch
@@ -89,11 +92,23 @@ def signing_key_from(secret: str, state_dir: Path) -> bytes:
         return secret.encode("utf-8")
     # A single-node default only: replicas sharing a database must share MODEL_SIGNING_KEY.
     path = state_dir / "model-signing.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32), encoding="utf-8")
-        path.chmod(0o600)
-    return path.read_text(encoding="utf-8").strip().encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # Created owner-only from the start, and by one process only: O_EXCL makes a
+        # concurrent creator (another worker starting) read this key instead of its own.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_hex(32))
+    # A concurrent creator may not have written it yet (one small write): wait briefly.
+    deadline = time.monotonic() + 5.0
+    while not (key := path.read_text(encoding="utf-8").strip()):
+        if time.monotonic() > deadline:
+            raise ValueError(f"{path} is empty: delete it or set MODEL_SIGNING_KEY")
+        time.sleep(0.01)
+    return key.encode("utf-8")
 
 
 def _signature(key: bytes, version: str, kind: str, data: bytes) -> str:
@@ -177,31 +192,51 @@ class ModelRegistry:
         return active if isinstance(active, str) else None
 
     async def activate(self, version: str) -> ModelInfo:
-        """Make `version` the active model of its kind; the previous one stays in history."""
+        """Make `version` the active model of its kind; the previous one stays in history.
+
+        Activating the version already active changes nothing (no duplicate in history).
+        """
         info = await self.info(version)
         # Refuse to activate what could not be loaded.
         await self.load(version)
-        await self._db[STATE].update_one(
-            {"_id": info.kind},
-            {
-                "$set": {"active": version, "updatedAt": datetime.now(UTC)},
-                "$push": {"history": version},
-            },
-            upsert=True,
+        now = datetime.now(UTC)
+        state = self._db[STATE]
+        changed = await state.update_one(
+            {"_id": info.kind, "active": {"$ne": version}},
+            {"$set": {"active": version, "updatedAt": now}, "$push": {"history": version}},
         )
+        if changed.matched_count == 0:
+            # Either already active (nothing to do) or the kind's first activation.
+            await state.update_one(
+                {"_id": info.kind},
+                {"$setOnInsert": {"active": version, "history": [version], "updatedAt": now}},
+                upsert=True,
+            )
         return await self.info(version)
 
     async def rollback(self, kind: str = VARIANT_MODEL) -> str | None:
-        """Re-activate the version active before the current one; returns it (None: none left)."""
-        state = await self._db[STATE].find_one({"_id": kind})
-        history: list[str] = list((state or {}).get("history") or [])
-        if not history:
-            raise ModelNotFound(f"no {kind} model has been activated")
-        history.pop()
+        """Re-activate the version active before the current one; returns it (None: none left).
+
+        The history is popped atomically, so two concurrent rollbacks pop two
+        entries, never the same one twice. `active` is then set only if the history
+        is still what the pop left: a concurrent activation or rollback in between
+        wins and this one leaves `active` to it. Remaining race: if this process
+        dies between the two writes, `active` still names the popped version
+        until the next activation or rollback.
+        """
+        state = self._db[STATE]
+        after = await state.find_one_and_update(
+            {"_id": kind, "history.0": {"$exists": True}},
+            {"$pop": {"history": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if after is None:
+            raise ModelNotFound(f"no {kind} model has been activated (or none left to roll back)")
+        history: list[str] = list(after.get("history") or [])
         previous = history[-1] if history else None
-        await self._db[STATE].update_one(
-            {"_id": kind},
-            {"$set": {"active": previous, "history": history, "updatedAt": datetime.now(UTC)}},
+        await state.update_one(
+            {"_id": kind, "history": history},
+            {"$set": {"active": previous, "updatedAt": datetime.now(UTC)}},
         )
         return previous
 

@@ -1,3 +1,8 @@
+import asyncio
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -7,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from scoring.errors import ModelNotFound, SignatureMismatch
-from scoring.registry import BUCKET, ModelRegistry
+from scoring.registry import BUCKET, STATE, ModelRegistry, signing_key_from
 
 KEY = b"test-signing-key"
 
@@ -81,3 +86,79 @@ async def test_a_different_key_is_refused(
 async def test_unknown_version(registry: ModelRegistry) -> None:
     with pytest.raises(ModelNotFound, match="no model version 'nope'"):
         await registry.load("nope")
+
+
+async def test_reactivating_the_active_version_adds_nothing_to_history(
+    registry: ModelRegistry, mongo: AsyncMongoClient[dict[str, Any]], database_name: str
+) -> None:
+    first, second = await _save(registry), await _save(registry)
+    await registry.activate(first)
+    await registry.activate(second)
+    await registry.activate(second)
+    state = await mongo[database_name][STATE].find_one({"_id": "variant"})
+    assert state is not None
+    assert state["history"] == [first, second]
+    # So one rollback goes back to the previous model, not to the same one.
+    assert await registry.rollback() == first
+    await registry.activate(first)
+    assert await registry.rollback() is None
+
+
+async def test_concurrent_rollbacks_each_pop_one_entry(
+    registry: ModelRegistry, mongo: AsyncMongoClient[dict[str, Any]], database_name: str
+) -> None:
+    versions = [await _save(registry) for _ in range(3)]
+    for version in versions:
+        await registry.activate(version)
+    results = await asyncio.gather(registry.rollback(), registry.rollback())
+    assert sorted(results, key=str) == sorted([versions[1], versions[0]], key=str)
+    state = await mongo[database_name][STATE].find_one({"_id": "variant"})
+    assert state is not None
+    assert state["history"] == [versions[0]]
+    assert state["active"] == versions[0]
+
+
+def test_the_generated_key_file_is_created_owner_only_and_reused(tmp_path: Path) -> None:
+    key = signing_key_from("", tmp_path / "state")
+    path = tmp_path / "state" / "model-signing.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(key) == 64
+    assert signing_key_from("", tmp_path / "state") == key
+    assert signing_key_from("configured", tmp_path / "state") == b"configured"
+
+
+def test_concurrent_creators_agree_on_one_key(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: signing_key_from("", tmp_path), range(32)))
+    assert len(keys) == 1
+
+
+class SideEffect:
+    """Unpickling this creates a directory: what a hostile artifact would do instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+async def test_a_valid_pickle_signed_with_another_key_is_never_unpickled(
+    registry: ModelRegistry,
+    mongo: AsyncMongoClient[dict[str, Any]],
+    database_name: str,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "unpickled"
+    attacker = ModelRegistry(mongo[database_name], b"the-attackers-key")
+    info = await attacker.save(
+        SideEffect(marker), kind="variant", metrics={}, features=[], window={}
+    )
+    with pytest.raises(SignatureMismatch):
+        await registry.load(info.version)
+    with pytest.raises(SignatureMismatch):
+        await registry.activate(info.version)
+    assert not marker.exists()
+    # The artifact is a working pickle: loaded with the key that signed it, it runs.
+    await attacker.load(info.version)
+    assert marker.is_dir()
