@@ -87,6 +87,7 @@ class ModelServer:
         self._poll_failing = False
         self._load_failing = False
         self._errors_logged = False
+        self._watch_problem: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -136,14 +137,27 @@ class ModelServer:
         while True:
             await asyncio.sleep(self._poll)
             try:
-                version = await self._registry.active_version(self._kind)
-            except PyMongoError as exc:
-                if not self._poll_failing:
-                    logger.warning("model poll failed, keeping %s: %s", self.version, exc)
-                self._poll_failing = True
-                continue
-            self._poll_failing = False
-            await self._sync(version)
+                await self._poll_once()
+            except Exception as exc:
+                # Whatever went wrong, the watcher keeps polling: dying here would
+                # freeze the replica on its current model. Logged once per problem.
+                problem = f"{type(exc).__name__}: {exc}"
+                if problem != self._watch_problem:
+                    logger.exception("model watch failed, keeping %s: %s", self.version, problem)
+                self._watch_problem = problem
+            else:
+                self._watch_problem = None
+
+    async def _poll_once(self) -> None:
+        try:
+            version = await self._registry.active_version(self._kind)
+        except PyMongoError as exc:
+            if not self._poll_failing:
+                logger.warning("model poll failed, keeping %s: %s", self.version, exc)
+            self._poll_failing = True
+            return
+        self._poll_failing = False
+        await self._sync(version)
 
     async def _sync(self, version: str | None) -> None:
         """Serve `version`: load and verify it first; keep the current model on failure."""
