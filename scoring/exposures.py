@@ -126,8 +126,12 @@ class ExposureLog:
         flush_interval: float = 0.25,
         defer_while: Callable[[], bool] | None = None,
         max_defer: float = 5.0,
+        close_timeout: float = 10.0,
     ) -> None:
         self._collection = collection
+        self._close_timeout = close_timeout
+        #: Page documents of the batch being written (not yet logged or dropped).
+        self._writing = 0
         self._defer_while = defer_while
         self._max_defer = max_defer
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=max_queue)
@@ -163,16 +167,38 @@ class ExposureLog:
         await self._queue.join()
 
     async def aclose(self) -> None:
-        """Write everything queued, then stop the writer."""
+        """Write everything queued (for `close_timeout` seconds at most), then stop the writer.
+
+        What is still queued or being written when the time is up (MongoDB down,
+        say) is counted as dropped with cause `closed`: shutdown never hangs on it.
+        """
         self._closing.set()
         if self._task is None:
             return
         if not self._task.done():
-            await self.flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.flush(), self._close_timeout)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        # A batch cut off mid-write may be partly stored: it is counted as dropped.
+        unwritten = self._writing
+        self._writing = 0
+        while True:
+            try:
+                self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self._queue.task_done()
+            unwritten += 1
+        if unwritten:
+            EXPOSURES_DROPPED.labels(cause="closed").inc(unwritten)
+            logger.warning(
+                "exposures dropped at shutdown: %d page documents not written in %.1f s",
+                unwritten,
+                self._close_timeout,
+            )
 
     async def _run(self) -> None:
         while True:
@@ -186,9 +212,11 @@ class ExposureLog:
                     batch.append(self._queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
-            await self._yield_to_reads()
+            self._writing = len(batch)
             try:
+                await self._yield_to_reads()
                 await self._write(batch)
+                self._writing = 0
             finally:
                 for _ in batch:
                     self._queue.task_done()
