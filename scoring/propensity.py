@@ -43,18 +43,23 @@ _TRAITS = ("pageViews", "sessions", "clicks", "searches", "blockViews")
 _MAX_INTERESTS = 10
 
 
-def _count(value: Any) -> float:
+def _finite(value: Any) -> float | None:
+    # inf and NaN (which MongoDB stores happily) would make the fit raise.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0.0
-    return round(math.log1p(max(float(value), 0.0)), 4)
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any) -> float:
+    number = _finite(value)
+    return 0.0 if number is None else round(math.log1p(max(number, 0.0)), 4)
 
 
 def _interest(value: Any) -> float | None:
     if isinstance(value, Mapping):
         value = value.get("v")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
+    return _finite(value)
 
 
 def profile_features(profile: Mapping[str, Any]) -> dict[str, float]:

@@ -125,3 +125,33 @@ async def test_too_few_buyers_is_a_clear_error(
     await db.profiles.insert_many(profiles)
     with pytest.raises(NotEnoughData, match="0 buyers"):
         await train_propensity_model(db, ModelRegistry(db, b"k"))
+
+
+def test_non_finite_values_become_absent_or_zero() -> None:
+    profile = {
+        "traits": {"pageViews": math.inf, "sessions": math.nan, "device": "mobile"},
+        "counts": {"page_view": -math.inf, "click": 2},
+        "cart": {"items": math.nan, "value": math.inf},
+        "interests": {"nan": {"v": math.nan}, "inf": math.inf, "ok": 1.0},
+    }
+    row = profile_features(profile)
+    assert all(math.isfinite(value) for value in row.values())
+    assert row["traits.pageViews"] == row["traits.sessions"] == row["cart.value"] == 0.0
+    assert row["counts.click"] == round(math.log1p(2), 4)
+    assert [name for name in row if name.startswith("interest.")] == ["interest.ok"]
+
+
+async def test_non_finite_profile_values_do_not_stop_training_or_scoring(
+    mongo: AsyncMongoClient[dict[str, Any]], database_name: str
+) -> None:
+    db = mongo[database_name]
+    profiles = _profiles(200)
+    for doc in profiles[::7]:
+        doc["traits"]["pageViews"] = math.inf
+        doc["counts"]["page_view"] = math.nan
+        doc["interests"] = {"outdoor": {"v": math.inf}, "indoor": math.nan}
+    await db.profiles.insert_many(profiles)
+    estimator, report = await train_propensity_model(db, ModelRegistry(db, b"k"))
+    assert math.isfinite(report.auc)
+    count, _ = await score_profiles(db, estimator)
+    assert count == 200
