@@ -195,6 +195,9 @@ class ModelRegistry:
         """Make `version` the active model of its kind; the previous one stays in history.
 
         Activating the version already active changes nothing (no duplicate in history).
+        Remaining race: an activation of another version landing between the two
+        writes below (only reached when this version is already active or the kind
+        has no state yet) wins.
         """
         info = await self.info(version)
         # Refuse to activate what could not be loaded.
@@ -220,9 +223,9 @@ class ModelRegistry:
         The history is popped atomically, so two concurrent rollbacks pop two
         entries, never the same one twice. `active` is then set only if the history
         is still what the pop left: a concurrent activation or rollback in between
-        wins and this one leaves `active` to it. Remaining race: if this process
-        dies between the two writes, `active` still names the popped version
-        until the next activation or rollback.
+        wins, this one leaves `active` to it and returns the version active then.
+        Remaining race: if this process dies between the two writes, `active`
+        still names the popped version until the next activation or rollback.
         """
         state = self._db[STATE]
         after = await state.find_one_and_update(
@@ -234,10 +237,13 @@ class ModelRegistry:
             raise ModelNotFound(f"no {kind} model has been activated (or none left to roll back)")
         history: list[str] = list(after.get("history") or [])
         previous = history[-1] if history else None
-        await state.update_one(
+        done = await state.update_one(
             {"_id": kind, "history": history},
             {"$set": {"active": previous, "updatedAt": datetime.now(UTC)}},
         )
+        if done.matched_count == 0:
+            # Overtaken by a concurrent activation or rollback: report what is active now.
+            return await self.active_version(kind)
         return previous
 
     async def load(self, version: str) -> LoadedModel:
