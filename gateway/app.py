@@ -212,6 +212,8 @@ def create_app(
                     interval=settings.drift_interval_seconds,
                     window=timedelta(hours=settings.drift_window_hours),
                     clock=clock,
+                    # The model this gateway already loaded and verified: no second download.
+                    current=lambda: scorer.model,
                 )
                 await drift.start()
                 stack.push_async_callback(drift.aclose)

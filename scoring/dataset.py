@@ -2,10 +2,10 @@
 
 Only exposures where the logging policy had a real choice (two candidates or
 more) and recorded its propensity are used; off-policy evaluation further
-keeps those it chose at random (propensity below 1). Each gives one row, the chosen variant's features,
-labelled by whether it was clicked. The split is by time (the last fifth is
-validation), so validation measures what happens after training, as in
-production. Exposures are stored one document per page view; each block of
+keeps those it chose at random (propensity below 1). Each gives one row, the
+chosen variant's features, labelled by whether it was clicked. The split is
+by time (the last fifth is validation), so validation measures what happens
+after training, as in production. Exposures are stored one document per page view; each block of
 it is one candidate row (`scoring.exposures.block_exposures`).
 """
 
