@@ -294,6 +294,7 @@ def _check_defaults_and_shadowing(
             "or schedule)",
             block=block,
         )
+    reported: set[int] = set()
     for w_index, winner in enumerate(variants):
         if w_index == default_index or not _always_matches(winner, audiences):
             continue
@@ -304,9 +305,12 @@ def _check_defaults_and_shadowing(
             priority = variant.get("priority", 0)
             if not isinstance(priority, int) or not isinstance(w_priority, int):
                 continue
-            outranked = w_priority > priority or (w_priority == priority and w_index < index)
-            if index != default_index and not outranked:
+            # An equal priority shares the tier: a model's score or exploration can pick it.
+            outranked = w_priority > priority
+            if (index != default_index and not outranked) or index in reported:
                 continue
+            # Once per variant, named after the first variant that shadows it.
+            reported.add(index)
             why = (
                 "the default is only shown when no other variant is eligible"
                 if index == default_index

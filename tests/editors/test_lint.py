@@ -346,3 +346,24 @@ def test_cli_unreadable_audiences_exit_two(
     bad.write_text("audiences: [{name: '1bad'}]", encoding="utf-8")
     assert main(["lint", "--audiences", str(bad)]) == 2
     assert "audiences[0].name: '1bad' is not a valid name" in capsys.readouterr().err
+
+
+def test_equal_priority_shares_the_tier_and_is_reachable() -> None:
+    page = {
+        "blocks": [
+            {
+                "id": "b",
+                "type": "banner",
+                "variants": [
+                    {"id": "d", "default": True, "fields": {"text": "x"}},
+                    {"id": "first", "priority": 5, "fields": {"text": "y"}},
+                    {"id": "second", "priority": 5, "fields": {"text": "z"}},
+                    {"id": "lower", "priority": 1, "fields": {"text": "w"}},
+                ],
+            }
+        ]
+    }
+    found = [(f.code, f.variant_id) for f in lint_page("p", page, {}, NOW)]
+    # `second` ties with `first`: the model (or exploration) ranks them. `lower` never
+    # wins; each unreachable variant is reported once.
+    assert sorted(found) == [("variant.unreachable", "d"), ("variant.unreachable", "lower")]
