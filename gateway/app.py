@@ -154,7 +154,11 @@ def create_app(
             audiences.start()
             stack.push_async_callback(audiences.stop)
             try:
-                await ensure_indexes(database, retention_days=settings.event_retention_days)
+                await ensure_indexes(
+                    database,
+                    retention_days=settings.event_retention_days,
+                    exposure_retention_days=settings.exposure_retention_days,
+                )
             except PyMongoError as exc:
                 logger.warning("indexes not ensured, MongoDB unavailable: %s", exc)
             ingestor = Ingestor(

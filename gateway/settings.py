@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     # Both count exposure documents, one per served page view (not per block).
     exposure_queue_size: int = Field(default=10_000, ge=1)
     exposure_batch_size: int = Field(default=100, ge=1)
+    exposure_retention_days: float = Field(default=400.0, gt=0)
 
     def key_ring(self) -> KeyRing:
         """The configured keys, ready to authenticate requests."""

@@ -279,13 +279,16 @@ async def test_indexes_exist_and_retention_can_change(mongo: Mongo, database_nam
     await ensure_indexes(db, retention_days=90)  # idempotent
     exposures = await db["exposures"].index_information()
     assert exposures["exposures_visitor"]["key"] == [("visitorId", 1), ("ts", -1)]
-    assert exposures["exposures_ts"]["key"] == [("ts", 1)]
+    assert exposures["exposures_ttl"]["key"] == [("ts", 1)]
+    assert exposures["exposures_ttl"]["expireAfterSeconds"] == 400 * 86400
     assert "exposures_visitor_block" not in exposures
     info = await db["events"].index_information()
     assert info["events_ttl"]["expireAfterSeconds"] == 90 * 86400
-    await ensure_indexes(db, retention_days=7)
+    await ensure_indexes(db, retention_days=7, exposure_retention_days=30)
     info = await db["events"].index_information()
     assert info["events_ttl"]["expireAfterSeconds"] == 7 * 86400
+    exposures = await db["exposures"].index_information()
+    assert exposures["exposures_ttl"]["expireAfterSeconds"] == 30 * 86400
     assert "events_visitor" in info
 
 

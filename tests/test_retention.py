@@ -90,3 +90,34 @@ async def test_events_older_than_the_retention_expire(sweeping_server: str, tmp_
         assert await mongo["tessera"]["profiles"].find_one({"_id": "ttl"}) is not None
     finally:
         await mongo.close()
+
+
+async def test_exposures_older_than_their_retention_expire(
+    sweeping_server: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        mongodb_uri=sweeping_server,
+        state_dir=tmp_path / "state",
+        seed_demo=False,
+        exposure_retention_days=1,
+    )
+    async with LifespanManager(create_app(settings)):
+        pass  # the lifespan creates the indexes
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(sweeping_server, tz_aware=True)
+    try:
+        exposures = mongo["tessera"]["exposures"]
+        now = datetime.now(UTC)
+        await exposures.insert_many(
+            [
+                {"_id": "old", "visitorId": "v", "ts": now - timedelta(days=2), "blocks": []},
+                {"_id": "fresh", "visitorId": "v", "ts": now, "blocks": []},
+            ]
+        )
+        for _ in range(100):
+            if await exposures.find_one({"_id": "old"}) is None:
+                break
+            await asyncio.sleep(0.1)
+        assert await exposures.find_one({"_id": "old"}) is None
+        assert await exposures.find_one({"_id": "fresh"}) is not None
+    finally:
+        await mongo.close()
