@@ -12,7 +12,6 @@ are removed at once and a new report is computed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from pymongo.errors import PyMongoError
 from scoring.drift import DRIFT, drift_report, export_drift, report_from_document
 from scoring.errors import ScoringError
 from scoring.registry import VARIANT_MODEL, LoadedModel, ModelRegistry
+from scoring.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,8 @@ class DriftMonitor:
 
     async def aclose(self) -> None:
         """Stop the background task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def run_once(self) -> float | None:
         """Compute and store one report; returns its largest statistic (None: nothing to say).

@@ -28,6 +28,7 @@ from blocks.model import Page
 from blocks.selection import PageDecision, Scores
 from scoring.features import Snapshot, visitor_snapshot
 from scoring.metrics import EXPOSURE_WRITES_DEFERRED, EXPOSURES_DROPPED, EXPOSURES_LOGGED
+from scoring.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
@@ -178,9 +179,7 @@ class ExposureLog:
         if not self._task.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.flush(), self._close_timeout)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel(self._task)
         self._task = None
         # A batch cut off mid-write may be partly stored: it is counted as dropped.
         unwritten = self._writing

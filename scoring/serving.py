@@ -27,6 +27,7 @@ from blocks.selection import PagePlan
 from scoring.features import Snapshot, candidate_rows
 from scoring.metrics import ACTIVE_MODEL, MODEL_LOAD_FAILURES, SCORING, SCORING_SECONDS
 from scoring.registry import VARIANT_MODEL, LoadedModel, ModelRegistry
+from scoring.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +112,8 @@ class ModelServer:
 
     async def aclose(self) -> None:
         """Stop watching and release the scoring threads (a running call is abandoned)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
