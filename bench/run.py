@@ -14,6 +14,11 @@ for the demo visitor `demo-vip`, then drives three endpoints with wrk
 - (c) `GET /bench/profile`: one profile read through the gateway's MongoDB
   client, then the same bytes.
 
+`--page SLUG` measures another demo page; `--model` first registers and
+activates a small calibrated variant model, so (a) scores the page's
+contested blocks (the `sale` page has one, for `demo-vip`), with the default
+exploration.
+
 It prints the median requests/s, p50 and p99 latency of each, the ratios a/b
 and a/c, and writes everything to `bench/results/latest.json`. Exits 2 when
 wrk is missing, 1 when the run is not trustworthy (errors, non-2xx responses).
@@ -26,6 +31,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -57,7 +63,7 @@ SOURCE_PACKAGES = ("gateway", "resolvers", "blocks", "profiles", "cms_adapters",
 # A minimal Strawberry resolver (one profile read, 10 blocks) on the same machines.
 REFERENCE_RATIOS = {"a/b": 0.10, "a/c": 0.37}
 PAGE_QUERY = (
-    '{ page(slug: "home") { slug title locale personalized blocks { id type variantId '
+    '{ page(slug: "%s") { slug title locale personalized blocks { id type variantId '
     "decision { variantId reason ruleId } "
     "... on HeroBlock { heading subheading cta { label url } } "
     "... on ProductGridBlock { title products { sku name price currency } } "
@@ -67,7 +73,15 @@ PAGE_QUERY = (
     "... on RichTextBlock { html } "
     "... on GenericBlock { fields } } } }"
 )
-PAGE_BODY = json.dumps({"query": PAGE_QUERY})
+#: The signing key and the poll interval a `--model` run gives the gateway.
+MODEL_ENV = {"MODEL_SIGNING_KEY": "bench-signing-key", "MODEL_POLL_SECONDS": "0.5"}
+
+
+def page_body(slug: str) -> str:
+    """The JSON body of the page query (a) sends."""
+    return json.dumps({"query": PAGE_QUERY % slug})
+
+
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s*(\d+)")
 
 
@@ -92,11 +106,16 @@ class Scenario:
         return [*args, self.body] if self.body is not None else args
 
 
-SCENARIOS = (
-    Scenario("a", "GraphQL home page (demo-vip)", "POST", "/graphql", VISITOR_ID, PAGE_BODY),
-    Scenario("b", "static pre-serialized bytes", "GET", "/bench/static"),
-    Scenario("c", "profile read + static bytes", "GET", "/bench/profile", VISITOR_ID),
-)
+def scenarios(slug: str) -> tuple[Scenario, ...]:
+    """(a) the page `slug`, (b) and (c) its baselines."""
+    return (
+        Scenario(
+            "a", f"GraphQL {slug} page ({VISITOR_ID})", "POST", "/graphql", VISITOR_ID,
+            page_body(slug),
+        ),
+        Scenario("b", "static pre-serialized bytes", "GET", "/bench/static"),
+        Scenario("c", "profile read + static bytes", "GET", "/bench/profile", VISITOR_ID),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +164,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="a gateway setting for this run, e.g. RESPONSE_CACHE_SIZE=0 (repeatable)",
     )
+    parser.add_argument("--page", default="home", help="the demo page (a) requests (home)")
+    parser.add_argument(
+        "--model",
+        action="store_true",
+        help="activate a variant model before measuring, so (a) scores its contested blocks",
+    )
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON results ({DEFAULT_OUTPUT})"
     )
@@ -154,6 +179,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
     args.env = dict(item.split("=", 1) for item in args.env)
+    if args.model:
+        args.env = {**MODEL_ENV, **args.env}
     return args
 
 
@@ -249,12 +276,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def capture_payload(base_url: str) -> bytes:
+def capture_payload(base_url: str, measured: tuple[Scenario, ...]) -> bytes:
     """Request (a) once, check it is personalized, and hand its bytes to (b) and (c)."""
     status, payload = http(
         "POST",
         f"{base_url}/graphql",
-        PAGE_BODY.encode(),
+        (measured[0].body or "").encode(),
         {"Content-Type": "application/json", "X-Visitor-Id": VISITOR_ID},
     )
     if status != 200:
@@ -267,7 +294,7 @@ def capture_payload(base_url: str) -> bytes:
     status, _ = http("PUT", f"{base_url}/bench/payload", payload)
     if status != 204:
         raise BenchError(f"PUT /bench/payload answered {status}")
-    for scenario in SCENARIOS[1:]:
+    for scenario in measured[1:]:
         headers = {"X-Visitor-Id": scenario.visitor_id} if scenario.visitor_id else {}
         status, body = http("GET", f"{base_url}{scenario.path}", headers=headers)
         if (status, body) != (200, payload):
@@ -370,6 +397,74 @@ class Run:
         return sum(m.requests for m in self.rounds[key])
 
 
+def activate_bench_model(mongodb_uri: str, signing_key: str, slug: str) -> str:
+    """Fit a small calibrated model over the page's variants, register it signed, activate it."""
+    import asyncio
+
+    from pymongo import AsyncMongoClient
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from cms_adapters.filesystem import FilesystemAdapter
+    from gateway.settings import DEMO_CONTENT_DIR
+    from scoring.compact import compact
+    from scoring.features import candidate_row
+    from scoring.registry import VARIANT_MODEL, ModelRegistry
+    from scoring.synthetic import make_visitors
+
+    async def register() -> str:
+        async with FilesystemAdapter(DEMO_CONTENT_DIR) as cms:
+            page = (await cms.fetch_page(slug)).page
+        arms = [
+            (block.id, variant.id, variant.tags)
+            for block in page.blocks
+            for variant in block.variants
+        ]
+        rng = random.Random(0)
+        rows, labels = [], []
+        for visitor in make_visitors(300):
+            for block_id, variant_id, tags in arms:
+                rows.append(candidate_row(visitor.snapshot, block_id, variant_id, tags))
+                labels.append(int(rng.random() < 0.1))
+        pipeline = Pipeline(
+            [("vectorize", DictVectorizer()), ("model", LogisticRegression(max_iter=500))]
+        )
+        fitted = CalibratedClassifierCV(pipeline, method="sigmoid", cv=3).fit(rows, labels)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri, tz_aware=True)
+        try:
+            registry = ModelRegistry(client["tessera_bench"], signing_key.encode())
+            info = await registry.save(
+                compact(fitted), kind=VARIANT_MODEL, metrics={}, features=[], window={}
+            )
+            await registry.activate(info.version)
+            return info.version
+        finally:
+            await client.close()
+
+    return asyncio.run(register())
+
+
+def wait_for_model(base_url: str, page: Scenario, version: str) -> None:
+    """Wait until (a)'s decisions are ranked by `version` (the gateway polls for it)."""
+    body = (page.body or "").replace(
+        "decision { variantId reason ruleId }", "decision { modelVersion }"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, payload = http(
+            "POST",
+            f"{base_url}/graphql",
+            body.encode(),
+            {"Content-Type": "application/json", "X-Visitor-Id": VISITOR_ID},
+        )
+        if status == 200 and f'"modelVersion":"{version}"' in payload.decode():
+            return
+        time.sleep(0.2)
+    raise BenchError(f"the page was not scored by {version} within 30 s: no contested block?")
+
+
 def run_benchmark(wrk: str, args: argparse.Namespace) -> Run:
     """Start the database and the gateway, warm up, then measure interleaved rounds."""
     with (
@@ -377,16 +472,21 @@ def run_benchmark(wrk: str, args: argparse.Namespace) -> Run:
         embedded_mongo(Path(tmp) / "mongo") as mongo,
         gateway_server(mongo.uri, Path(tmp), args.env) as base_url,
     ):
-        payload = capture_payload(base_url)
+        measured_scenarios = scenarios(args.page)
+        if args.model:
+            version = activate_bench_model(mongo.uri, args.env["MODEL_SIGNING_KEY"], args.page)
+            wait_for_model(base_url, measured_scenarios[0], version)
+            print(f"model {version} active and scoring {args.page}", flush=True)
+        payload = capture_payload(base_url, measured_scenarios)
         print(f"gateway at {base_url}; payload {len(payload)} bytes", flush=True)
-        run = Run(payload_bytes=len(payload), rounds={s.key: [] for s in SCENARIOS})
-        for scenario in SCENARIOS:
+        run = Run(payload_bytes=len(payload), rounds={s.key: [] for s in measured_scenarios})
+        for scenario in measured_scenarios:
             print(f"warm-up ({scenario.key}) {scenario.path} {args.warmup} s", flush=True)
             run_wrk(wrk, base_url, scenario, args.warmup)
         for number in range(args.rounds):
             # Rotate the order so no scenario always runs right after the same one.
-            shift = number % len(SCENARIOS)
-            for scenario in SCENARIOS[shift:] + SCENARIOS[:shift]:
+            shift = number % len(measured_scenarios)
+            for scenario in measured_scenarios[shift:] + measured_scenarios[:shift]:
                 before = profile_fallbacks(base_url)
                 measured = run_wrk(wrk, base_url, scenario, args.duration)
                 run.fallbacks += profile_fallbacks(base_url) - before
@@ -403,11 +503,16 @@ def run_benchmark(wrk: str, args: argparse.Namespace) -> Run:
         return run
 
 
-def print_report(run: Run, summaries: Mapping[str, Summary], ratios: Mapping[str, float]) -> None:
+def print_report(
+    run: Run,
+    summaries: Mapping[str, Summary],
+    ratios: Mapping[str, float],
+    measured: tuple[Scenario, ...],
+) -> None:
     """The table, the ratios and any warning."""
     print()
     print(f"{'scenario':<36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}   req/s per round")
-    for scenario in SCENARIOS:
+    for scenario in measured:
         summary = summaries[scenario.key]
         per_round = " ".join(f"{m.requests_per_s:.0f}" for m in run.rounds[scenario.key])
         print(
@@ -450,7 +555,8 @@ def main(argv: list[str] | None = None) -> int:
         "a/b": summaries["a"].requests_per_s / summaries["b"].requests_per_s,
         "a/c": summaries["a"].requests_per_s / summaries["c"].requests_per_s,
     }
-    print_report(run, summaries, ratios)
+    measured = scenarios(args.page)
+    print_report(run, summaries, ratios, measured)
     results = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "source_fingerprint": source,
@@ -463,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "gateway_env": args.env,
             "visitor_id": VISITOR_ID,
+            "page": args.page,
+            "model": args.model,
             "payload_bytes": run.payload_bytes,
         },
         "scenarios": {
@@ -473,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                 "median": asdict(summaries[s.key]),
                 "rounds": [asdict(m) for m in run.rounds[s.key]],
             }
-            for s in SCENARIOS
+            for s in measured
         },
         "ratios": ratios,
         "reference_ratios": REFERENCE_RATIOS,
