@@ -54,7 +54,6 @@ Example: an adapter over an in-memory dict of page documents::
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +62,7 @@ from typing import Any, Self
 
 from blocks.parse import ParsedPage
 from cms_adapters.errors import MalformedContent, WebhookRejected
+from common.json_input import JSONInputError, loads
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +104,8 @@ class WebhookRequest:
     def json(self, cms: str) -> dict[str, Any]:
         """The body as a JSON object; MalformedContent otherwise."""
         try:
-            document = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            document = loads(self.body)
+        except JSONInputError as exc:
             raise MalformedContent(
                 cms, f"webhook body is not JSON: {exc}", entry="webhook"
             ) from None

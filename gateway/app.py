@@ -13,6 +13,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,9 +24,11 @@ from cms_adapters.cache_backend import close_cache, is_redis, open_cache
 from cms_adapters.content_cache import ContentCache
 from cms_adapters.filesystem import FilesystemAdapter
 from cms_adapters.invalidation import Invalidator, PurgeSink
+from gateway.body_limit import BodyLimit
 from gateway.embedded_mongo import EmbeddedMongo
 from gateway.events_endpoint import events_endpoint
 from gateway.graphql_view import TesseraGraphQL
+from gateway.last_resort import LastResort
 from gateway.metrics import metrics_endpoint
 from gateway.page_cache import PageResponseCache
 from gateway.settings import DEMO_DIR, Settings
@@ -38,6 +41,7 @@ from profiles.reader import BudgetedProfileReader
 from profiles.seed import seed_demo
 from profiles.store import ProfileStore
 from resolvers.context import IngestLimits, Services
+from resolvers.extensions.query_cost import QueryLimits
 from resolvers.schema import build_schema
 from scoring.drift_monitor import DriftMonitor
 from scoring.exposures import EXPOSURES, ExposureLog
@@ -247,9 +251,18 @@ def create_app(
             app.state.invalidator = invalidator
             yield {"services": services, "mongo": client, "invalidator": invalidator}
 
+    limits = QueryLimits(
+        max_depth=settings.max_query_depth,
+        max_fields=settings.max_query_fields,
+        max_aliases=settings.max_query_aliases,
+        max_cost=settings.max_query_cost,
+    )
     graphql = TesseraGraphQL(
-        build_schema(max_depth=settings.max_query_depth),
-        graphql_ide="graphiql" if settings.graphiql else None,
+        build_schema(
+            limits, max_tokens=settings.max_query_tokens, introspection=settings.introspection
+        ),
+        # GraphiQL needs introspection to show the schema.
+        graphql_ide="graphiql" if settings.graphiql and settings.introspection else None,
     )
 
     async def healthz(request: Request) -> Response:
@@ -264,7 +277,9 @@ def create_app(
         return JSONResponse({"status": "ready", "mongodb": "ok"})
 
     page_cache = (
-        PageResponseCache(graphql, maxsize=settings.response_cache_size)
+        PageResponseCache(
+            graphql, maxsize=settings.response_cache_size, max_tokens=settings.max_query_tokens
+        )
         if settings.response_cache_size
         else None
     )
@@ -272,7 +287,10 @@ def create_app(
         routes=[
             Route(
                 "/graphql",
-                VisitorMiddleware(page_cache or graphql, secure_cookie=settings.cookie_secure),
+                BodyLimit(
+                    VisitorMiddleware(page_cache or graphql, secure_cookie=settings.cookie_secure),
+                    max_bytes=settings.max_graphql_body_bytes,
+                ),
                 methods=["GET", "POST"],
             ),
             Route("/v1/events", events_endpoint, methods=["POST", "OPTIONS"]),
@@ -281,6 +299,7 @@ def create_app(
             Route("/metrics", metrics_endpoint(settings.cms, page_cache)),
             Route("/webhooks/{cms}", webhook, methods=["POST"]),
         ],
+        middleware=[Middleware(LastResort)],
         lifespan=lifespan,
     )
     app.state.page_cache = page_cache

@@ -9,13 +9,13 @@ field and reason.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from common.json_input import loads
 from gateway.auth import Permission, Principal, bearer_token
 from gateway.visitor import identify
 from profiles.ingest import IngestUnavailable
@@ -57,7 +57,7 @@ def parse_body(body: bytes, content_type: str) -> tuple[list[Any], str | None]:
     if media in ("application/x-ndjson", "application/ndjson", "application/jsonl"):
         return _ndjson(text), None
     try:
-        data = json.loads(text)
+        data = loads(text)
     except ValueError as exc:
         if media == "text/plain" and "\n" in text.strip():
             return _ndjson(text), None
@@ -83,7 +83,7 @@ def _ndjson(text: str) -> list[Any]:
         if not line.strip():
             continue
         try:
-            events.append(json.loads(line))
+            events.append(loads(line))
         except ValueError as exc:
             raise BodyError(400, f"NDJSON line {number} is not valid JSON: {exc}") from None
     return events

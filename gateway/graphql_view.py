@@ -8,14 +8,19 @@ Legacy `application/json` clients get 200 with the errors in the body.
 
 from __future__ import annotations
 
+from typing import Any
+
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
+from common.json_input import JSONInputError, loads
 from gateway.auth import bearer_token
+from resolvers.assembly import RequestReads
 from resolvers.context import GraphQLContext, Services
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -39,6 +44,29 @@ def is_request_error(result: ExecutionResult) -> bool:
 class TesseraGraphQL(GraphQL[GraphQLContext, None]):
     """The `/graphql` endpoint."""
 
+    def parse_json(self, data: str | bytes) -> Any:
+        """Bodies, `variables` and `extensions`: strict, bounded JSON, else 400."""
+        try:
+            return loads(data)
+        except JSONInputError as exc:
+            raise HTTPException(400, f"Unable to parse the request as JSON: {exc}.") from None
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Refuse a JSON body that is not an object before Strawberry reads it as one."""
+        content_type = (request.content_type or "").lower()
+        # Valid JSON that starts with "{" is an object; invalid JSON fails in parse_json.
+        if (
+            request.method == "POST"
+            and "application/json" in content_type
+            and not (await request.get_body()).lstrip(b" \t\r\n").startswith(b"{")
+        ):
+            raise HTTPException(
+                400, "The request body must be a JSON object with a 'query' member."
+            )
+        return await super().parse_http_body(request)
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GraphQLContext:
@@ -49,6 +77,7 @@ class TesseraGraphQL(GraphQL[GraphQLContext, None]):
             response=response if isinstance(response, Response) else None,
             services=services,
             visitor=request.state.visitor,
+            reads=RequestReads(services),
             principal=services.keys.authenticate(bearer_token(request.headers)),
         )
         request.state.graphql_context = context

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.json_input import JSONInputError, loads
 from gateway.graphql_view import GRAPHQL_RESPONSE
 from resolvers.assembly import PlannedPage, assemble_page
 from resolvers.context import Services, VisitorIdentity
@@ -67,23 +68,24 @@ def _request_data(scope: Scope, body: bytes) -> dict[str, Any] | None:
         if query is None:
             return None
         try:
-            variables = json.loads(params["variables"][0]) if "variables" in params else None
-        except ValueError:
-            return None
+            variables = loads(params["variables"][0]) if "variables" in params else None
+        except JSONInputError:
+            return None  # the GraphQL view reports it
         name = params.get("operationName", [None])[0]
         return {"query": query, "variables": variables, "operationName": name}
     try:
-        data = json.loads(body)
-    except ValueError:
-        return None
+        data = loads(body)
+    except JSONInputError:
+        return None  # the GraphQL view reports it
     return data if isinstance(data, dict) else None
 
 
 class PageResponseCache:
     """ASGI middleware in front of the GraphQL view (inside visitor identification)."""
 
-    def __init__(self, app: ASGIApp, *, maxsize: int = 4096) -> None:
+    def __init__(self, app: ASGIApp, *, maxsize: int = 4096, max_tokens: int) -> None:
         self.app = app
+        self.max_tokens = max_tokens
         self.cache = _LRU(maxsize)
         self.hits = 0
         self.misses = 0
@@ -143,7 +145,7 @@ class PageResponseCache:
             or not (name is None or isinstance(name, str))
         ):
             return None, None
-        args = page_arguments(query, name, variables)
+        args = page_arguments(query, name, variables, max_tokens=self.max_tokens)
         if args is None:
             return None, None
         state = scope.get("state", {})

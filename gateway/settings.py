@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     response_cache_size: int = Field(default=4096, ge=0)
     graphiql: bool = True
     max_query_depth: int = Field(default=12, ge=2)
+    max_query_cost: int = Field(default=5000, ge=10)
+    max_query_fields: int = Field(default=500, ge=10)
+    max_query_aliases: int = Field(default=30, ge=0)
+    max_query_tokens: int = Field(default=3000, ge=100)
+    introspection: bool = True
+    max_graphql_body_bytes: int = Field(default=65_536, ge=1024)
     cookie_secure: bool = False
     admin_keys: SecretStr = Field(
         default=SecretStr(""), description="Comma-separated admin keys (full access)."

@@ -9,9 +9,11 @@ time budget; the served decisions are queued as exposures (never awaited).
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 from blocks.context import RequestFacts, TargetingContext, build_context
 from blocks.model import Page
@@ -78,11 +80,52 @@ def _context(
     )
 
 
+_T = TypeVar("_T")
+
+
+class RequestReads:
+    """One request's reads: each visitor's profile read once, each distinct page decided once.
+
+    A query may ask for `visitor` and `page` under many aliases, resolved
+    concurrently; without this, each alias read the profile again (2,000 of
+    them pushed the profile reader into degraded mode for every visitor) and
+    decided and logged the same page again. The first resolver starts the
+    work; the others await the same task.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._profiles: dict[str, asyncio.Task[ProfileRead]] = {}
+        self._pages: dict[str, asyncio.Task[AssembledPage]] = {}
+
+    def profile(self, visitor_id: str) -> Awaitable[ProfileRead]:
+        """The visitor's profile, read within its budget at most once per request."""
+        return _once(self._profiles, visitor_id, lambda: self.services.profiles.read(visitor_id))
+
+    def page(self, slug: str, locale: str | None, facts: RequestFacts) -> Awaitable[AssembledPage]:
+        """The page `slug` decided for `facts`, at most once per request and arguments."""
+        key = json.dumps([slug, locale, asdict(facts)], sort_keys=True)
+        return _once(self._pages, key, lambda: _assemble(self, slug, locale, facts))
+
+
+def _once(
+    tasks: dict[str, asyncio.Task[_T]], key: str, start: Callable[[], Awaitable[_T]]
+) -> Awaitable[_T]:
+    task = tasks.get(key)
+    if task is None:
+
+        async def run() -> _T:
+            return await start()
+
+        task = tasks[key] = asyncio.ensure_future(run())
+    return task
+
+
 async def targeting_context(
-    services: Services, facts: RequestFacts, locale: str | None
+    reads: RequestReads, facts: RequestFacts, locale: str | None
 ) -> TargetingContext:
-    """Read the profile within its budget and build the targeting context."""
-    return _context(services, facts, locale, await services.profiles.read(facts.visitor_id))
+    """Read the profile within its budget (once per request) and build the targeting context."""
+    return _context(reads.services, facts, locale, await reads.profile(facts.visitor_id))
 
 
 async def decide(
@@ -129,6 +172,13 @@ async def assemble_page(
     services: Services, slug: str, locale: str | None, facts: RequestFacts
 ) -> AssembledPage:
     """The page `slug` in `locale`, decided for the visitor `facts` describes."""
+    return await RequestReads(services).page(slug, locale, facts)
+
+
+async def _assemble(
+    reads: RequestReads, slug: str, locale: str | None, facts: RequestFacts
+) -> AssembledPage:
+    services = reads.services
     try:
         parsed = await services.content.get_page(slug)
     except ContentNotFound:
@@ -142,7 +192,7 @@ async def assemble_page(
             f"locale: page {slug!r} is not available in {locale!r}; "
             f"available locales: {', '.join(page.locales)}."
         )
-    read = await services.profiles.read(facts.visitor_id)
+    read = await reads.profile(facts.visitor_id)
     context = _context(services, facts, served, read)
     features = visitor_snapshot(context)
     decision, scores = await decide(services, plan_page(page, context), features)

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -19,6 +20,9 @@ from profiles.reader import BudgetedProfileReader
 from profiles.store import ProfileStore
 from scoring.exposures import ExposureLog
 from scoring.serving import ModelServer
+
+if TYPE_CHECKING:
+    from resolvers.assembly import RequestReads
 
 
 @dataclass(slots=True)
@@ -72,4 +76,6 @@ class GraphQLContext:
     response: Response | None
     services: Services
     visitor: VisitorIdentity
+    #: This request's profile reads and page decisions, each done once.
+    reads: RequestReads
     principal: Principal | None = None

@@ -54,9 +54,10 @@ class _Shape:
 
 
 @lru_cache(maxsize=512)
-def _shape(query: str, operation_name: str | None) -> _Shape | None:
+def _shape(query: str, operation_name: str | None, max_tokens: int) -> _Shape | None:
     try:
-        document = parse(query)
+        # Capped like the GraphQL parse: this runs first, on any query text.
+        document = parse(query, max_tokens=max_tokens)
     except GraphQLError:
         return None
     operations = []
@@ -139,10 +140,10 @@ def _context(value: Any) -> RequestContextInput | object | None:
 
 
 def page_arguments(
-    query: str, operation_name: str | None, variables: dict[str, Any] | None
+    query: str, operation_name: str | None, variables: dict[str, Any] | None, *, max_tokens: int
 ) -> PageArgs | None:
     """The `page` arguments of a page-only query, or None for any other query."""
-    shape = _shape(query, operation_name)
+    shape = _shape(query, operation_name, max_tokens)
     if shape is None:
         return None
     variables = variables or {}

@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from blocks.context import RequestFacts
-from resolvers.assembly import PlannedPage, assemble_page, targeting_context
+from resolvers.assembly import PlannedPage, targeting_context
 from resolvers.context import GraphQLContext
 from resolvers.errors import BadUserInput
 from resolvers.inputs import RequestContextInput
@@ -74,7 +74,7 @@ class Query:
             ctx.request.state.page_plan_used = True
         else:
             facts = request_facts(ctx.request, ctx.visitor.id, context)
-            assembled = await assemble_page(ctx.services, slug, locale, facts)
+            assembled = await ctx.reads.page(slug, locale, facts)
         blocks = [
             build_block(block.id, block.type, rendered.fields, record)
             for block, record, rendered in zip(
@@ -95,5 +95,5 @@ class Query:
         """Resolve `visitor` from the profile and the request."""
         ctx = info.context
         facts: RequestFacts = request_facts(ctx.request, ctx.visitor.id, None)
-        targeting = await targeting_context(ctx.services, facts, None)
+        targeting = await targeting_context(ctx.reads, facts, None)
         return visitor_view(dict(targeting.attributes), ctx.visitor.id, targeting.profile_available)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -12,7 +20,7 @@ from resolvers.audiences_admin import AudienceMutation, AudienceQuery
 from resolvers.content_health import ContentHealthQuery
 from resolvers.errors import PublicError
 from resolvers.events import EventMutation
-from resolvers.extensions.depth_limit import depth_limit
+from resolvers.extensions.query_cost import QueryLimits, query_cost
 from resolvers.gdpr import GdprMutation, GdprQuery
 from resolvers.mutation import Mutation
 from resolvers.query import Query
@@ -22,7 +30,7 @@ from resolvers.types import BLOCK_TYPES
 RootQuery = merge_types("Query", (Query, AudienceQuery, ContentHealthQuery, GdprQuery))
 RootMutation = merge_types("Mutation", (Mutation, AudienceMutation, EventMutation, GdprMutation))
 
-MAX_QUERY_DEPTH = 12
+MAX_QUERY_TOKENS = 3000
 # Bounded: the key is the query text, which clients control.
 DOCUMENT_CACHE_SIZE = 512
 
@@ -45,21 +53,27 @@ class TesseraSchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-def build_schema(max_depth: int = MAX_QUERY_DEPTH) -> strawberry.Schema:
+def build_schema(
+    limits: QueryLimits | None = None,
+    *,
+    max_tokens: int = MAX_QUERY_TOKENS,
+    introspection: bool = True,
+) -> strawberry.Schema:
     """The public schema; extensions are factories so each request gets fresh ones."""
+    extensions: list[Callable[[], SchemaExtension]] = [
+        # First: it caps the parse and refuses a document before any rule walks it.
+        query_cost(limits or QueryLimits(), max_tokens),
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: MaskErrors(
+            should_mask_error=_should_mask,
+            error_message="Internal error: the request could not be completed.",
+        ),
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection)
     return TesseraSchema(
-        query=RootQuery,
-        mutation=RootMutation,
-        types=BLOCK_TYPES,
-        extensions=[
-            lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-            lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
-            depth_limit(max_depth),
-            lambda: MaskErrors(
-                should_mask_error=_should_mask,
-                error_message="Internal error: the request could not be completed.",
-            ),
-        ],
+        query=RootQuery, mutation=RootMutation, types=BLOCK_TYPES, extensions=extensions
     )
 
 
