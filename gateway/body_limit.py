@@ -81,16 +81,20 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _reject(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]})
+    body = json.dumps(
+        {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
+    ).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
                 (b"cache-control", b"no-store"),
+                # The unread rest of the body would be taken for the next request.
                 (b"connection", b"close"),
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body.encode()})
+    await send({"type": "http.response.body", "body": body})

@@ -56,15 +56,14 @@ class TesseraGraphQL(GraphQL[GraphQLContext, None]):
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
         """Refuse a JSON body that is not an object before Strawberry reads it as one."""
         content_type = (request.content_type or "").lower()
-        # Valid JSON that starts with "{" is an object; invalid JSON fails in parse_json.
-        if (
-            request.method == "POST"
-            and "application/json" in content_type
-            and not (await request.get_body()).lstrip(b" \t\r\n").startswith(b"{")
-        ):
-            raise HTTPException(
-                400, "The request body must be a JSON object with a 'query' member."
-            )
+        if request.method == "POST" and "application/json" in content_type:
+            body = await request.get_body()
+            # JSON that starts with "{" is an object or invalid (reported by parse_json).
+            if not body.lstrip(b" \t\r\n").startswith(b"{"):
+                self.parse_json(body)  # the precise error, if it is not JSON at all
+                raise HTTPException(
+                    400, "The request body must be a JSON object with a 'query' member."
+                )
         return await super().parse_http_body(request)
 
     async def get_context(

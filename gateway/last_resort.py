@@ -58,6 +58,7 @@ class LastResort:
                     "status": 500,
                     "headers": [
                         (b"content-type", b"application/json"),
+                        (b"content-length", str(len(_BODY)).encode()),
                         (b"cache-control", b"no-store"),
                     ],
                 }
