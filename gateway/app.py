@@ -13,6 +13,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -28,6 +29,7 @@ from gateway.events_endpoint import events_endpoint
 from gateway.graphql_view import TesseraGraphQL
 from gateway.metrics import metrics_endpoint
 from gateway.page_cache import PageResponseCache
+from gateway.ratelimit import RateLimiter, RateLimitMiddleware, RateLimitPolicy
 from gateway.settings import DEMO_DIR, Settings
 from gateway.visitor import VisitorMiddleware
 from gateway.webhooks import webhook
@@ -122,6 +124,11 @@ def create_app(
 ) -> Starlette:
     """Build the gateway; shared clients open in its lifespan."""
     settings = settings or Settings()
+    # Shares Redis with the content cache when CACHE_URL names one, so replicas share budgets.
+    limiter = RateLimiter(
+        RateLimitPolicy.from_settings(settings),
+        redis_url=settings.cache_url if is_redis(settings.cache_url) else None,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -173,6 +180,7 @@ def create_app(
             )
             ingestor.start()
             stack.push_async_callback(ingestor.stop)
+            await stack.enter_async_context(limiter)
             cms = adapter or build_adapter(settings)
             stack.push_async_callback(cms.aclose)
             cache = open_cache(settings.cache_url)
@@ -282,6 +290,7 @@ def create_app(
             Route("/webhooks/{cms}", webhook, methods=["POST"]),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(RateLimitMiddleware, limiter=limiter)],
     )
     app.state.page_cache = page_cache
     return app
