@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     # family; `*_RATE` tokens per second (0 turns that budget off), `*_BURST` tokens at most.
     rate_limit_enabled: bool = True
     trusted_proxies: str = Field(
-        default="", description="Comma-separated proxy IPs/CIDRs whose forwarding header is read."
+        default="127.0.0.1,::1",
+        description="Comma-separated proxy IPs/CIDRs whose forwarding header is read.",
     )
     proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     rate_limit_exempt: str = Field(
