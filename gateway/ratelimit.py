@@ -233,7 +233,8 @@ if refused > 0 then
   return {0, refused, 0, math.ceil(refused_wait), math.ceil(refused_reset)}
 end
 for i = 1, #KEYS do
-  local ttl = math.ceil((planned[i] - now) / 1000)
+  -- At least 1 ms: at huge rates `after` rounds to `now` (doubles near 1.8e15 us).
+  local ttl = math.max(1, math.ceil((planned[i] - now) / 1000))
   redis.call('SET', KEYS[i], string.format('%.3f', planned[i]), 'PX', ttl)
 end
 return {1, tightest, tightest_left, 0, math.ceil(tightest_reset)}

@@ -72,6 +72,12 @@ async def test_concurrent_checks_never_overspend(store: BucketStore) -> None:
     assert sum(v.allowed for v in verdicts) == 3
 
 
+async def test_huge_rates_are_effectively_unlimited(store: BucketStore) -> None:
+    # One token per nanosecond is below the resolution of the clock's doubles.
+    bucket = ip("huge", Limit(rate=1e9, burst=1))
+    assert all([(await store.acquire([bucket])).allowed for _ in range(3)])
+
+
 async def test_redis_keys_expire_when_the_bucket_is_full_again(redis_url: str) -> None:
     store = RedisBuckets(redis_url)
     try:
