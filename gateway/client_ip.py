@@ -11,6 +11,7 @@ cannot choose its own address by sending the header.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Literal
@@ -88,15 +89,22 @@ class ClientAddress:
     ) -> None:
         self.trusted = tuple(trusted_proxies)
         self.header = header
+        # Requests come from far fewer peers than they number: parse and classify each once.
+        self.classify = functools.lru_cache(maxsize=4096)(self._classify)
 
     def is_trusted(self, address: IPAddress) -> bool:
         """Whether `address` is one of the trusted proxies."""
         return any(address in network for network in self.trusted)
 
+    def _classify(self, peer: str) -> tuple[IPAddress | None, bool]:
+        """The peer's address (None if it is not one) and whether it is a trusted proxy."""
+        address = parse_address(peer)
+        return address, address is not None and self.is_trusted(address)
+
     def resolve(self, peer: str | None, headers: Sequence[tuple[bytes, bytes]]) -> IPAddress | None:
         """The client address; None when the peer has no IP address (a Unix socket)."""
-        address = parse_address(peer) if peer else None
-        if address is None or not self.trusted or not self.is_trusted(address):
+        address, trusted = self.classify(peer) if peer else (None, False)
+        if not trusted:
             return address
         for hop in reversed(_hops(headers, self.header)):
             forwarded = parse_address(hop)

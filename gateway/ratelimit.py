@@ -18,6 +18,7 @@ outage once and counts each failure, and tries Redis again a second later.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -356,6 +357,7 @@ class RateLimiter:
         self._shared: RedisBuckets | None = None
         self._retry_at = 0.0  # while Redis is failing: when to try it again
         self._warned_proxy = False
+        self._ip_bucket = functools.lru_cache(maxsize=4096)(self._ip_bucket_name)
 
     @property
     def shared(self) -> bool:
@@ -379,9 +381,9 @@ class RateLimiter:
         buckets: list[Bucket] = []
         if limits.ip is not None:
             address = self._client_address(scope)
-            if address is not None and not any(address in net for net in self.policy.exempt):
-                name = f"{family}:ip:{bucket_name(address)}"
-                buckets.append(Bucket(name, "ip", limits.ip))
+            name = self._ip_bucket(address) if address is not None else None
+            if name is not None:
+                buckets.append(Bucket(f"{family}:ip:{name}", "ip", limits.ip))
         if limits.key is not None:
             presented = bearer_token(headers)
             if presented is None and family == "events":
@@ -392,30 +394,37 @@ class RateLimiter:
                 buckets.append(Bucket(f"{family}:key:{_key_id(presented)}", "key", limits.key))
         return buckets
 
+    def _ip_bucket_name(self, address: IPAddress) -> str | None:
+        """The bucket of a client address; None when it is exempt."""
+        if any(address in network for network in self.policy.exempt):
+            return None
+        return bucket_name(address)
+
     def _client_address(self, scope: Scope) -> IPAddress | None:
         client = scope.get("client")
-        peer = client[0] if client else None
+        peer: str | None = client[0] if client else None
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        address = self.policy.addresses.resolve(peer, headers)
-        if not self._warned_proxy and address is not None and str(address) == peer:
-            self._warn_untrusted_proxy(address, headers)
-        return address
+        if not self._warned_proxy and peer:
+            self._warn_untrusted_proxy(peer, headers)
+        return self.policy.addresses.resolve(peer, headers)
 
-    def _warn_untrusted_proxy(self, peer: IPAddress, headers: list[tuple[bytes, bytes]]) -> None:
+    def _warn_untrusted_proxy(self, peer: str, headers: list[tuple[bytes, bytes]]) -> None:
         # A private or loopback peer sending a forwarding header is most likely our own
         # proxy left out of TRUSTED_PROXIES: then every visitor shares its budget.
-        if not any(peer in net for net in _PROXY_RANGES) or self.policy.addresses.is_trusted(peer):
-            return
         name = self.policy.addresses.header.encode()
-        if any(key.lower() == name for key, _ in headers):
-            self._warned_proxy = True
-            logger.warning(
-                "requests from %s carry %s, but %s is not in TRUSTED_PROXIES: rate limits "
-                "count that proxy as one client (set TRUSTED_PROXIES if it is yours)",
-                peer,
-                self.policy.addresses.header,
-                peer,
-            )
+        if not any(key == name for key, _ in headers):  # ASGI header names are lower-case
+            return
+        address, trusted = self.policy.addresses.classify(peer)
+        if trusted or address is None or not any(address in net for net in _PROXY_RANGES):
+            return
+        self._warned_proxy = True
+        logger.warning(
+            "requests from %s carry %s, but %s is not in TRUSTED_PROXIES: rate limits "
+            "count that proxy as one client (set TRUSTED_PROXIES if it is yours)",
+            address,
+            self.policy.addresses.header,
+            address,
+        )
 
     async def check(self, buckets: Sequence[Bucket]) -> Verdict:
         """Take a token from each bucket (shared store first); never raises for Redis."""
@@ -451,15 +460,15 @@ def _rate_text(rate: float) -> str:
     return f"{rate:g}"
 
 
-def _headers(verdict: Verdict) -> dict[str, str]:
+def _headers(verdict: Verdict) -> list[tuple[bytes, bytes]]:
     limit = verdict.bucket.limit
     window = max(1, round(limit.burst / limit.rate))
-    return {
-        "RateLimit-Limit": str(limit.burst),
-        "RateLimit-Remaining": str(verdict.remaining),
-        "RateLimit-Reset": str(math.ceil(verdict.reset - _EPSILON)),
-        "RateLimit-Policy": f"{limit.burst};w={window}",
-    }
+    return [
+        (b"ratelimit-limit", b"%d" % limit.burst),
+        (b"ratelimit-remaining", b"%d" % verdict.remaining),
+        (b"ratelimit-reset", b"%d" % math.ceil(verdict.reset - _EPSILON)),
+        (b"ratelimit-policy", b"%d;w=%d" % (limit.burst, window)),
+    ]
 
 
 _PATHS: dict[Family, str] = {
@@ -480,7 +489,8 @@ def refusal(family: Family, verdict: Verdict) -> JSONResponse:
         f"{_rate_text(limit.rate)} requests per second with bursts of up to {limit.burst}. "
         f"Retry after {retry} s."
     )
-    headers = {**_headers(verdict), "Retry-After": str(retry), "Cache-Control": "no-store"}
+    headers = {name.decode(): value.decode() for name, value in _headers(verdict)}
+    headers |= {"Retry-After": str(retry), "Cache-Control": "no-store"}
     if family == "graphql":
         extensions = {"code": "RATE_LIMITED", "retryAfter": retry, "scope": verdict.bucket.scope}
         body: dict[str, Any] = {"errors": [{"message": message, "extensions": extensions}]}
@@ -516,7 +526,7 @@ class RateLimitMiddleware:
             RATE_LIMITED.labels(family, verdict.bucket.scope).inc()
             await refusal(family, verdict)(scope, receive, send)
             return
-        extra = [(k.lower().encode(), v.encode()) for k, v in _headers(verdict).items()]
+        extra = _headers(verdict)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

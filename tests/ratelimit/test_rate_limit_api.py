@@ -353,3 +353,13 @@ async def test_an_untrusted_private_proxy_is_reported_once(
         "requests from 10.1.2.3 carry x-forwarded-for, but 10.1.2.3 is not in TRUSTED_PROXIES: "
         "rate limits count that proxy as one client (set TRUSTED_PROXIES if it is yours)"
     ]
+
+
+async def test_a_trusted_proxy_forwarding_private_clients_is_not_reported(
+    limited: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.ratelimit")
+    async with limited(trusted_proxies=PROXY) as gw, gw.client(PROXY) as proxy:
+        response = await post_graphql(proxy, **{"X-Forwarded-For": "192.168.0.7"})
+    assert response.status_code == 200
+    assert "TRUSTED_PROXIES" not in caplog.text
