@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.app import create_app
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware, RateLimitPolicy, route_family
 from gateway.settings import Settings
 
@@ -48,3 +50,9 @@ def test_route_families() -> None:
     assert route_family("/webhooks/contentful") == "webhooks"
     for path in ("/healthz", "/readyz", "/metrics", "/graphql/x", "/v1/events/x", "/"):
         assert route_family(path) is None
+
+
+@pytest.mark.parametrize("setting", ["trusted_proxies", "rate_limit_exempt"])
+def test_a_bad_network_setting_stops_the_app_from_starting(setting: str) -> None:
+    with pytest.raises(ValueError, match=rf"{setting.upper()}: 'ten' is not an IP address"):
+        create_app(Settings(**{setting: "10.0.0.0/8, ten"}))
