@@ -14,6 +14,13 @@ Redis server's clock, so all replicas share one budget. When Redis fails the
 request is never refused for it: each replica falls back to its own in-memory
 buckets (a looser limit, N replicas allow N times the budget), logs the
 outage once and counts each failure, and tries Redis again a second later.
+
+Why not the `limits` package: it offers fixed, moving and sliding windows but
+no token bucket with its own burst; `hit()` answers a bool, so `Retry-After`
+and the remaining count need a second, non-atomic round trip; it checks one
+limit per call, so the IP and key budgets could not be taken both-or-neither;
+and its async Redis storage defaults to a second Redis client (coredis). GCRA
+is one short script on the redis-py client Tessera already has.
 """
 
 from __future__ import annotations
