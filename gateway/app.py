@@ -31,6 +31,7 @@ from gateway.graphql_view import TesseraGraphQL
 from gateway.last_resort import LastResort
 from gateway.metrics import metrics_endpoint
 from gateway.page_cache import PageResponseCache
+from gateway.ratelimit import RateLimiter, RateLimitMiddleware, RateLimitPolicy
 from gateway.settings import DEMO_DIR, Settings
 from gateway.visitor import VisitorMiddleware
 from gateway.webhooks import webhook
@@ -126,6 +127,11 @@ def create_app(
 ) -> Starlette:
     """Build the gateway; shared clients open in its lifespan."""
     settings = settings or Settings()
+    # Shares Redis with the content cache when CACHE_URL names one, so replicas share budgets.
+    limiter = RateLimiter(
+        RateLimitPolicy.from_settings(settings),
+        redis_url=settings.cache_url if is_redis(settings.cache_url) else None,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -177,6 +183,7 @@ def create_app(
             )
             ingestor.start()
             stack.push_async_callback(ingestor.stop)
+            await stack.enter_async_context(limiter)
             cms = adapter or build_adapter(settings)
             stack.push_async_callback(cms.aclose)
             cache = open_cache(settings.cache_url)
@@ -301,6 +308,7 @@ def create_app(
         ],
         middleware=[Middleware(LastResort)],
         lifespan=lifespan,
+        middleware=[Middleware(RateLimitMiddleware, limiter=limiter)],
     )
     app.state.page_cache = page_cache
     return app

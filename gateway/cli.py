@@ -37,6 +37,9 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         access_log=args.access_log,
         lifespan="on",
+        # The rate limiter reads forwarding headers itself, from TRUSTED_PROXIES only;
+        # uvicorn's own rewrite (trusting 127.0.0.1) would hand it a client-chosen address.
+        proxy_headers=False,
     )
     return 0
 

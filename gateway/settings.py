@@ -111,6 +111,28 @@ class Settings(BaseSettings):
     exposure_queue_size: int = Field(default=10_000, ge=1)
     exposure_batch_size: int = Field(default=100, ge=1)
     exposure_retention_days: float = Field(default=400.0, gt=0)
+    # Rate limits (issue 10): a token bucket per client IP and per API key, per route
+    # family; `*_RATE` tokens per second (0 turns that budget off), `*_BURST` tokens at most.
+    rate_limit_enabled: bool = True
+    trusted_proxies: str = Field(
+        default="127.0.0.1,::1",
+        description="Comma-separated proxy IPs/CIDRs whose forwarding header is read.",
+    )
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    rate_limit_exempt: str = Field(
+        default="127.0.0.0/8,::1",
+        description="Comma-separated client IPs/CIDRs without a per-IP budget (keys still count).",
+    )
+    rate_limit_graphql_ip_rate: float = Field(default=100.0, ge=0)
+    rate_limit_graphql_ip_burst: int = Field(default=300, ge=1)
+    rate_limit_graphql_key_rate: float = Field(default=1000.0, ge=0)
+    rate_limit_graphql_key_burst: int = Field(default=2000, ge=1)
+    rate_limit_events_ip_rate: float = Field(default=50.0, ge=0)
+    rate_limit_events_ip_burst: int = Field(default=200, ge=1)
+    rate_limit_events_key_rate: float = Field(default=2000.0, ge=0)
+    rate_limit_events_key_burst: int = Field(default=10_000, ge=1)
+    rate_limit_webhooks_ip_rate: float = Field(default=20.0, ge=0)
+    rate_limit_webhooks_ip_burst: int = Field(default=200, ge=1)
 
     def key_ring(self) -> KeyRing:
         """The configured keys, ready to authenticate requests."""
