@@ -306,9 +306,12 @@ def create_app(
             Route("/metrics", metrics_endpoint(settings.cms, page_cache)),
             Route("/webhooks/{cms}", webhook, methods=["POST"]),
         ],
-        middleware=[Middleware(LastResort)],
+        # Outermost first: nothing escapes LastResort, not even a limiter failure.
+        middleware=[
+            Middleware(LastResort),
+            Middleware(RateLimitMiddleware, limiter=limiter),
+        ],
         lifespan=lifespan,
-        middleware=[Middleware(RateLimitMiddleware, limiter=limiter)],
     )
     app.state.page_cache = page_cache
     return app
