@@ -610,9 +610,10 @@ class Ingestor:
                     raise
                 EVENT_RECONCILE_FAILURES.labels(type(cause).__name__).inc()
                 self.problems.report("a stored commit could not be reconciled", cause)
+                error = f"{type(cause).__name__}: {label(cause, 300)}"
                 await self.pending.update_one(
                     {"_id": commit},
-                    {"$inc": {"attempts": 1}, "$set": {"lastError": label(cause, 300)}},
+                    {"$inc": {"attempts": 1}, "$set": {"lastError": error}},
                 )
         if applied:
             logger.info("reconciled %d stored events into profiles", applied)

@@ -367,3 +367,14 @@ async def test_a_shared_write_that_fails_is_split_and_retried(
         assert splits() > before
     finally:
         await client.close()
+
+
+async def test_ingestion_counters_are_on_the_metrics_endpoint(client: httpx.AsyncClient) -> None:
+    text = (await client.get("/metrics")).text
+    for name in (
+        "tessera_events_refused",
+        "tessera_event_commit_splits",
+        "tessera_event_apply_failures",
+        "tessera_event_reconcile_failures",
+    ):
+        assert f"# TYPE {name}_total counter" in text or f"# TYPE {name} counter" in text, name
