@@ -29,7 +29,7 @@ from profiles.indexes import ensure_indexes
 from profiles.ingest import Ingestor, IngestOutcome, IngestRejected
 from profiles.validation import Event, parse_event
 from tests.conftest import FIXED_NOW, Clock
-from tests.graphql_helpers import INGEST
+from tests.graphql_helpers import INGEST, graphql
 
 Mongo = AsyncMongoClient[dict[str, Any]]
 JSON = {**INGEST, "content-type": "application/json"}
@@ -378,3 +378,30 @@ async def test_ingestion_counters_are_on_the_metrics_endpoint(client: httpx.Asyn
         "tessera_event_reconcile_failures",
     ):
         assert f"# TYPE {name}_total counter" in text or f"# TYPE {name} counter" in text, name
+
+
+TRACK_BATCH = """
+mutation($events: [EventInput!]!) {
+  trackBatch(events: $events) { accepted rejected errors { index field message } }
+}
+"""
+
+
+async def test_graphql_track_batch_reports_events_the_database_refuses(
+    client: httpx.AsyncClient, mongo: Mongo, database_name: str
+) -> None:
+    db = mongo[database_name]
+    await db.command(
+        {"collMod": "events", "validator": {"properties.forbidden": {"$exists": False}}}
+    )
+    events = [
+        {"type": "PAGE_VIEW", "visitorId": "gq", "price": -1},
+        {"type": "PAGE_VIEW", "visitorId": "gq", "properties": {"forbidden": 1}},
+        {"type": "PAGE_VIEW", "visitorId": "gq"},
+    ]
+    response = await graphql(client, TRACK_BATCH, {"events": events}, headers=INGEST)
+    result = response.json()["data"]["trackBatch"]
+    assert result["accepted"] == 1
+    assert result["rejected"] == [0, 1]
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [(0, "price"), (1, "")]
+    assert "the database refused this event" in result["errors"][1]["message"]
