@@ -405,3 +405,25 @@ async def test_graphql_track_batch_reports_events_the_database_refuses(
     assert result["rejected"] == [0, 1]
     assert [(e["index"], e["field"]) for e in result["errors"]] == [(0, "price"), (1, "")]
     assert "the database refused this event" in result["errors"][1]["message"]
+
+
+async def test_graphql_track_batch_names_hostile_events(
+    client: httpx.AsyncClient, mongo: Mongo, database_name: str
+) -> None:
+    events = [
+        {"type": "PAGE_VIEW", "visitorId": "gq2", "timestamp": "0001-01-01T00:00:00+01:00"},
+        {"type": "PAGE_VIEW", "visitorId": "gq2", "properties": {"n": 2**70}},
+        {"type": "PAGE_VIEW", "visitorId": "gq2", "userId": "\ud800"},
+        {"type": "PAGE_VIEW", "visitorId": "gq2", "properties": {"deep": {"a": {"b": [1]}}}},
+        {"type": "PAGE_VIEW", "visitorId": "gq2"},
+    ]
+    # json.dumps escapes the lone surrogate as \\ud800, as a hostile client would send it.
+    body = json.dumps({"query": TRACK_BATCH, "variables": {"events": events}})
+    response = await client.post("/graphql", content=body, headers=JSON)
+    assert response.status_code == 200, response.text
+    result = response.json()["data"]["trackBatch"]
+    assert result["accepted"] == 1
+    assert [(e["index"], e["field"]) for e in result["errors"]] == [
+        (0, "timestamp"), (1, "properties.n"), (2, "userId"), (3, "properties.deep"),
+    ]  # fmt: skip
+    assert await mongo[database_name]["events"].count_documents({"visitorId": "gq2"}) == 1

@@ -215,6 +215,9 @@ SURROGATE = "\ud800"
         pytest.param(base(properties={"n": -(2**70)}), "properties.n", "64-bit", id="int-neg"),
         pytest.param(base(properties={"price": 2**70}), "properties.price", "below 1e9", id="p"),
         pytest.param(
+            base(properties={"revenue": 2**70}), "properties.revenue", "below 1e9", id="r-2^70"
+        ),
+        pytest.param(
             base(properties={"price": 10**400}), "properties.price", "below 1e9", id="p-10^400"
         ),
         pytest.param(
