@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from common.json_input import loads
 from gateway.auth import Permission, Principal, bearer_token
 from gateway.visitor import identify
-from profiles.ingest import IngestUnavailable
+from profiles.ingest import IngestRejected, IngestUnavailable
 from profiles.validation import Event, Problem, RequestDefaults, parse_event
 from resolvers.context import Services
 from resolvers.request_facts import COUNTRY_HEADERS
@@ -163,6 +163,7 @@ async def events_endpoint(request: Request) -> Response:
     now = services.clock()
     defaults = request_defaults(request)
     good: list[Event] = []
+    index_of: dict[int, int] = {}  # id(event) -> its index in the batch
     problems: list[Problem] = []
     for index, raw in enumerate(raw_events):
         parsed = parse_event(
@@ -175,15 +176,21 @@ async def events_endpoint(request: Request) -> Response:
         )
         if isinstance(parsed, Event):
             good.append(parsed)
+            index_of[id(parsed)] = index
         else:
             problems.extend(parsed)
-    rejected = sorted({p.index for p in problems})
     try:
         outcome = await ingestor.submit(good)
     except IngestUnavailable as exc:
         return _error(
             503, f"No events were accepted: {exc}.", **{"Retry-After": str(exc.retry_after)}
         )
+    except IngestRejected as exc:
+        return _error(400, f"No events were accepted: {exc}.")
+    # Events the store refused one by one are reported like invalid ones.
+    problems.extend(Problem(index_of[id(r.event)], r.field, r.message) for r in outcome.rejected)
+    problems.sort(key=lambda p: p.index)
+    rejected = sorted({p.index for p in problems})
     payload = {
         "accepted": outcome.accepted,
         "duplicates": outcome.duplicates,
@@ -191,5 +198,5 @@ async def events_endpoint(request: Request) -> Response:
         "rejected": rejected,
         "errors": [p.as_dict() for p in problems],
     }
-    status = 400 if not good else 200
+    status = 400 if len(rejected) == len(raw_events) else 200
     return JSONResponse(payload, status_code=status, headers={**_CORS, "Cache-Control": "no-store"})

@@ -1,8 +1,10 @@
 """Durable, group-committed event ingestion.
 
-Requests hand their validated events to one committer task. While a commit is
-in flight the next requests queue; each commit takes everything queued (up to
-`max_batch` events) and:
+Requests hand their validated events to one committer task. An event that
+cannot be stored as a MongoDB document (checked with `bson` before it joins a
+commit) is refused on its own, so it can never fail other clients' events.
+While a commit is in flight the next requests queue; each commit takes
+everything queued (up to `max_batch` events) and:
 
 1. reads the visitors' profiles (one query) to apply consent: without
    analytics consent events are dropped, not stored;
@@ -10,16 +12,22 @@ in flight the next requests queue; each commit takes everything queued (up to
    with one unordered `insert_many` under journaled write concern (`j: true`,
    which also flushes the marker written before it): `_id` is the event id, so
    a retried event is a duplicate key, counted and never applied twice; each
-   stored event names its commit;
+   stored event names its commit; an event the server refuses on its own is
+   reported back as that event's problem;
 3. applies the new events to each profile (a version-checked replace,
    retried on conflict; the profile records the commit id), links identities,
    and deletes the marker.
 
 Only then are the requests answered, so a 2xx means the events are on disk
-and the profile already reflects them. If step 2 fails the requests get
-`IngestUnavailable` (HTTP 503 + Retry-After) and nothing is acknowledged; if
-step 3 fails the events are durable and `reconcile()` (at start-up and every
-30 s) applies the marked commits to every profile that does not list them yet.
+and the profile already reflects them. If step 2 fails because MongoDB is
+unreachable the requests get `IngestUnavailable` (HTTP 503 + Retry-After) and
+nothing is acknowledged. If it fails for any other reason, whatever the commit
+stored is applied and its marker removed at once, and the commit is retried in
+halves until only the offending request fails (`IngestRejected`, a 4xx, when
+the database refuses what it holds). If step 3 fails (for one profile or all)
+the events are durable and acknowledged, and `reconcile()` (at start-up and
+every 30 s) applies the marked commits to every profile that does not list them
+yet; it survives any error, logging each distinct problem once and counting it.
 """
 
 from __future__ import annotations
@@ -35,22 +43,40 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson.errors import BSONError
 from pymongo import WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WriteConcernError,
+    WTimeoutError,
+)
 
 from profiles.events import EventType
 from profiles.identity import finish_merge, link, redirect
 from profiles.indexes import CONSENT_LOG, EVENTS, PENDING
+from profiles.metrics import (
+    EVENT_APPLY_FAILURES,
+    EVENT_COMMIT_SPLITS,
+    EVENT_RECONCILE_FAILURES,
+    EVENTS_REFUSED,
+)
 from profiles.store import MAX_HOPS, PROFILES
 from profiles.traits import apply_events
-from profiles.validation import Event
+from profiles.validation import Event, event_storage_problems, label
 
 logger = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
 MAX_ATTEMPTS = 50
+# Server error codes that mean "this document is unacceptable", not "try again later".
+BAD_DOCUMENT_CODES = frozenset({2, 14, 52, 121, 10334, 17419})
 
 Doc = dict[str, Any]
 
@@ -67,6 +93,26 @@ class IngestUnavailable(IngestError):
         self.retry_after = retry_after
 
 
+class IngestRejected(IngestError):
+    """The database refuses what this request's events hold; nothing was acknowledged."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the events cannot be stored: {reason}")
+
+
+class CommitIncomplete(IngestError):
+    """Some profiles of a stored commit could not be updated (the first failure is the cause)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A submitted event that cannot be stored: the event, the field and the reason."""
+
+    event: Event
+    field: str
+    message: str
+
+
 @dataclass(slots=True)
 class IngestOutcome:
     """What happened to one request's events."""
@@ -75,6 +121,7 @@ class IngestOutcome:
     duplicates: int = 0
     dropped: int = 0
     profiles: dict[str, Doc] = field(default_factory=dict)
+    rejected: list[Rejection] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +138,55 @@ class _Pending:
     future: asyncio.Future[IngestOutcome]
 
 
-def _duplicate_indices(error: BulkWriteError) -> set[int]:
-    details = error.details.get("writeErrors", [])
-    others = [e for e in details if e.get("code") != DUPLICATE_KEY]
-    if others or error.details.get("writeConcernErrors"):
-        raise error
-    return {int(e["index"]) for e in details}
+def _write_errors(error: BulkWriteError) -> tuple[set[int], dict[int, str]]:
+    """The positions of duplicate keys, and of documents the server refused (with why)."""
+    if error.details.get("writeConcernErrors"):
+        raise error  # durability unknown: treated as an outage
+    duplicates: set[int] = set()
+    refused: dict[int, str] = {}
+    for detail in error.details.get("writeErrors", []):
+        if detail.get("code") == DUPLICATE_KEY:
+            duplicates.add(int(detail["index"]))
+        else:
+            refused[int(detail["index"])] = label(detail.get("errmsg") or detail.get("code"), 200)
+    return duplicates, refused
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` means MongoDB cannot take writes now (rather than a problem with the data)."""
+    if isinstance(exc, (ConnectionFailure, WriteConcernError, WTimeoutError, ExecutionTimeout)):
+        return True
+    if isinstance(exc, BulkWriteError):
+        return bool(exc.details.get("writeConcernErrors"))
+    return isinstance(exc, PyMongoError) and exc.has_error_label("RetryableWriteError")
+
+
+def _bad_data(exc: BaseException) -> bool:
+    """Whether `exc` blames the documents written (so the request gets a 4xx)."""
+    if isinstance(exc, (BSONError, OverflowError, UnicodeError)):
+        return True
+    return isinstance(exc, OperationFailure) and exc.code in BAD_DOCUMENT_CODES
+
+
+class ProblemLog:
+    """Logs each distinct problem once, however often it recurs (a flood never floods the log)."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def report(self, where: str, exc: BaseException) -> None:
+        """Log `exc` (with its traceback) unless the same problem was already logged."""
+        key = f"{where}|{type(exc).__name__}|{str(exc)[:200]}"
+        if key in self._seen:
+            return
+        if len(self._seen) >= self.limit:
+            if len(self._seen) == self.limit:
+                self._seen.add("")
+                logger.error("more distinct ingestion problems: only counted from now on")
+            return
+        self._seen.add(key)
+        logger.error("%s (logged once): %s: %s", where, type(exc).__name__, exc, exc_info=exc)
 
 
 class Ingestor:
@@ -128,6 +218,7 @@ class Ingestor:
         self.max_batch = max_batch
         self.retry_after = retry_after
         self.commits = 0
+        self.problems = ProblemLog()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._reconciler: asyncio.Task[None] | None = None
@@ -136,16 +227,34 @@ class Ingestor:
     # -- the request side --------------------------------------------------------
 
     async def submit(self, events: Sequence[Event]) -> IngestOutcome:
-        """Store `events` durably and apply them; raises IngestUnavailable."""
+        """Store `events` durably and apply them; raises IngestUnavailable or IngestRejected.
+
+        An event that cannot be stored is left out and reported in `rejected`.
+        """
         if time.monotonic() < self._down_until:
             raise IngestUnavailable(self.retry_after)
+        rejected = [
+            Rejection(event, path, message)
+            for event in events
+            for path, message in self.storage_problems(event)
+        ]
+        if rejected:
+            refused = {id(r.event) for r in rejected}
+            EVENTS_REFUSED.labels("unstorable").inc(len(refused))
+            events = [e for e in events if id(e) not in refused]
         if not events:
-            return IngestOutcome()
+            return IngestOutcome(rejected=rejected)
         if self._task is None:
             raise RuntimeError("Ingestor.start() was not called")
         future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(events, future))
-        return await asyncio.shield(future)
+        outcome = await asyncio.shield(future)
+        outcome.rejected[:0] = rejected
+        return outcome
+
+    def storage_problems(self, event: Event) -> list[tuple[str, str]]:
+        """Why `event` cannot join a commit (BSON limits), by field; empty if it can."""
+        return event_storage_problems(event)
 
     def start(self, *, reconcile_every: float = 30.0) -> None:
         """Start the committer task and the periodic reconciliation."""
@@ -158,8 +267,12 @@ class Ingestor:
         while True:
             try:
                 await self.reconcile()
-            except PyMongoError as exc:
-                logger.warning("event reconciliation failed, will retry: %s", exc)
+            except Exception as exc:  # a dead reconciler would strand stored events for good
+                EVENT_RECONCILE_FAILURES.labels(type(exc).__name__).inc()
+                if is_outage(exc):
+                    logger.warning("event reconciliation failed, will retry: %s", exc)
+                else:
+                    self.problems.report("event reconciliation failed, will retry", exc)
             await asyncio.sleep(every)
 
     async def stop(self) -> None:
@@ -201,26 +314,45 @@ class Ingestor:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[_Pending], tried: tuple[str, ...] = ()) -> None:
+        """Commit `batch`; `tried` names earlier failed commits of the same events."""
+        attempt: list[str] = []
         try:
-            outcomes = await self._flush([p.events for p in batch])
-        except PyMongoError as exc:
+            outcomes = await self._flush([p.events for p in batch], attempt, tried)
+        except Exception as exc:  # never leave a request waiting forever
+            await self._failed(batch, exc, (*tried, *attempt))
+            return
+        self.commits += 1
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+
+    async def _failed(self, batch: list[_Pending], exc: Exception, tried: tuple[str, ...]) -> None:
+        if is_outage(exc):
             self._down_until = time.monotonic() + self.retry_after
             logger.error("event commit failed, answering 503 for %d requests: %s", len(batch), exc)
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(IngestUnavailable(self.retry_after))
             return
-        except Exception as exc:  # never leave a request waiting forever
-            logger.exception("event commit failed unexpectedly")
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+        if len(batch) > 1:
+            # Not an outage, so something in the batch: retry the halves until only the
+            # offending request fails, and every other client's events are stored.
+            EVENT_COMMIT_SPLITS.inc()
+            self.problems.report("a shared event commit failed; retrying it in halves", exc)
+            half = len(batch) // 2
+            await self._commit(batch[:half], tried)
+            await self._commit(batch[half:], tried)
             return
-        self.commits += 1
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            if not pending.future.done():
-                pending.future.set_result(outcome)
+        pending = batch[0]
+        error: IngestError
+        if _bad_data(exc):
+            error = IngestRejected(label(exc, 200))
+        else:
+            self.problems.report("an event commit failed unexpectedly", exc)
+            error = IngestUnavailable(self.retry_after)
+        if not pending.future.done():
+            pending.future.set_exception(error)
 
     async def _canonical(self, visitor_ids: set[str]) -> tuple[dict[str, str], dict[str, Doc]]:
         """Visitor id → profile id holding its data, and those profiles."""
@@ -241,9 +373,16 @@ class Ingestor:
                         ids.add(target)
         return owner, docs
 
-    async def _flush(self, requests: Sequence[Sequence[Event]]) -> list[IngestOutcome]:
+    async def _flush(
+        self,
+        requests: Sequence[Sequence[Event]],
+        attempt: list[str] | None = None,
+        tried: Sequence[str] = (),
+    ) -> list[IngestOutcome]:
         now = self.clock()
         commit = uuid.uuid4().hex
+        if attempt is not None:
+            attempt.append(commit)
         outcomes = [IngestOutcome() for _ in requests]
         tagged = [(i, e) for i, events in enumerate(requests) for e in events]
         owner, docs = await self._canonical({e.visitor_id for _, e in tagged})
@@ -269,21 +408,47 @@ class Ingestor:
         # below makes it durable too; it is removed once the profiles hold the commit.
         await self.pending.insert_one({"_id": commit, "at": now})
         new: list[tuple[int, Event]] = []
-        new += await self._insert(self.events, stored, outcomes, lambda e: e.document(commit))
-        new += await self._insert(
-            self.consent_log, consents, outcomes, lambda e: _consent_record(e, commit)
-        )
         try:
-            written = await self._apply(commit, [e for _, e in new], owner, docs, now)
-            await self.pending.delete_one({"_id": commit})
-        except PyMongoError as exc:
-            logger.warning("events stored, profiles not yet updated (reconciled later): %s", exc)
-            return outcomes
+            new += await self._insert(
+                self.events, stored, outcomes, lambda e: e.document(commit), tried
+            )
+            new += await self._insert(
+                self.consent_log, consents, outcomes, lambda e: _consent_record(e, commit), tried
+            )
+        except Exception as exc:
+            if not is_outage(exc):
+                # Part of the commit may be on disk: apply that part now and drop the marker,
+                # so a retry of the same events finds them applied and no marker lingers.
+                await self._settle(commit)
+            raise
+        written, failures = await self._apply(commit, [e for _, e in new], owner, docs, now)
+        for failure in failures:
+            EVENT_APPLY_FAILURES.labels(type(failure).__name__).inc()
+            if isinstance(failure, PyMongoError):
+                logger.warning(
+                    "events stored, profiles not yet updated (reconciled later): %s", failure
+                )
+            else:
+                self.problems.report(
+                    "events stored, a profile update failed (reconciled later)", failure
+                )
+        if not failures:
+            try:
+                await self.pending.delete_one({"_id": commit})
+            except PyMongoError as exc:  # the reconciler removes it (the profiles hold the commit)
+                logger.warning("commit marker not removed yet: %s", exc)
         for i, event in tagged:
             profile = written.get(owner[event.visitor_id]) or docs.get(owner[event.visitor_id])
             if profile is not None:
                 outcomes[i].profiles[event.visitor_id] = profile
         return outcomes
+
+    async def _settle(self, commit: str) -> None:
+        """Finish a failed commit now: apply what it stored and drop its marker (best effort)."""
+        try:
+            await self._replay(commit)
+        except Exception as exc:  # the reconciler tries again later
+            self.problems.report("a failed commit could not be settled yet", exc)
 
     async def _apply(
         self,
@@ -292,18 +457,38 @@ class Ingestor:
         owner: dict[str, str],
         docs: dict[str, Doc],
         now: datetime,
-    ) -> dict[str, Doc]:
-        """Apply one commit's new events to their profiles, then link identities."""
+    ) -> tuple[dict[str, Doc], list[Exception]]:
+        """Apply one commit's new events to their profiles, then link identities.
+
+        Each profile is updated on its own: one that fails (returned in the failures)
+        never keeps the others from being written.
+        """
         grouped: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             grouped[owner[event.visitor_id]].append(event)
         results = await asyncio.gather(
-            *(self._write(pid, items, docs.get(pid), now, commit) for pid, items in grouped.items())
+            *(
+                self._write(pid, items, docs.get(pid), now, commit)
+                for pid, items in grouped.items()
+            ),
+            return_exceptions=True,
         )
+        written: dict[str, Doc] = {}
+        failures: list[Exception] = []
+        for pid, result in zip(grouped, results, strict=True):
+            if isinstance(result, Exception):
+                failures.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            elif result is not None:
+                written[pid] = result
         for event in events:
             if event.type is EventType.IDENTIFY and event.user_id:
-                await link(self.database, owner[event.visitor_id], event.user_id, now)
-        return {pid: doc for pid, doc in zip(grouped, results, strict=True) if doc is not None}
+                try:
+                    await link(self.database, owner[event.visitor_id], event.user_id, now)
+                except Exception as exc:
+                    failures.append(exc)
+        return written, failures
 
     async def _insert(
         self,
@@ -311,6 +496,7 @@ class Ingestor:
         items: list[tuple[int, Event]],
         outcomes: list[IngestOutcome],
         document: Callable[[Event], Doc],
+        tried: Sequence[str] = (),
     ) -> list[tuple[int, Event]]:
         if not items:
             return []
@@ -324,14 +510,29 @@ class Ingestor:
                 seen.add(event.event_id)
                 unique.append((i, event))
         duplicates: set[int] = set()
+        refused: dict[int, str] = {}
         try:
             await collection.insert_many([document(e) for _, e in unique], ordered=False)
         except BulkWriteError as exc:
-            duplicates = _duplicate_indices(exc)
+            duplicates, refused = _write_errors(exc)
+        # Stored by an earlier, failed attempt at these very events: new to the client.
+        ours: set[str] = set()
+        if duplicates and tried:
+            ids = [unique[position][1].event_id for position in duplicates]
+            query = {"_id": {"$in": ids}, "commit": {"$in": list(tried)}}
+            ours = {doc["_id"] async for doc in collection.find(query, {"_id": 1})}
+        if refused:
+            EVENTS_REFUSED.labels("database").inc(len(refused))
         new = []
         for position, (i, event) in enumerate(unique):
-            if position in duplicates:
-                outcomes[i].duplicates += 1
+            if position in refused:
+                message = f"the database refused this event: {refused[position]}"
+                outcomes[i].rejected.append(Rejection(event, "", message))
+            elif position in duplicates:
+                if event.event_id in ours:
+                    outcomes[i].accepted += 1
+                else:
+                    outcomes[i].duplicates += 1
             else:
                 outcomes[i].accepted += 1
                 new.append((i, event))
@@ -388,22 +589,50 @@ class Ingestor:
     # -- reconciliation ----------------------------------------------------------
 
     async def reconcile(self, *, grace: timedelta = timedelta(seconds=10)) -> int:
-        """Apply the events of commits that stored events but did not finish; returns how many."""
+        """Apply the events of commits that stored events but did not finish; returns how many.
+
+        A commit that fails is skipped (and tried again next time, after the others),
+        its error recorded on its marker, logged once and counted; an outage stops the round.
+        """
         cutoff = self.clock() - grace
         applied = 0
-        async for marker in self.pending.find({"at": {"$lte": cutoff}}).limit(100):
+        # Commits that failed before go last, so one that always fails never blocks the rest.
+        markers = self.pending.find({"at": {"$lte": cutoff}}).sort([("attempts", 1), ("at", 1)])
+        for marker in await markers.limit(100).to_list():
             commit = str(marker["_id"])
-            events = [Event.from_document(d) async for d in self.events.find({"commit": commit})]
-            async for record in self.consent_log.find({"commit": commit}):
-                events.append(_consent_event(record))
-            now = self.clock()
-            owner, _ = await self._canonical({e.visitor_id for e in events})
-            await self._apply(commit, events, owner, {}, now)
-            await self.pending.delete_one({"_id": commit})
-            applied += len(events)
+            try:
+                applied += await self._replay(commit)
+            except Exception as exc:
+                cause = exc.__cause__ if isinstance(exc, CommitIncomplete) else exc
+                if not isinstance(cause, Exception):
+                    cause = exc
+                if is_outage(cause):
+                    raise
+                EVENT_RECONCILE_FAILURES.labels(type(cause).__name__).inc()
+                self.problems.report("a stored commit could not be reconciled", cause)
+                error = f"{type(cause).__name__}: {label(cause, 300)}"
+                await self.pending.update_one(
+                    {"_id": commit},
+                    {"$inc": {"attempts": 1}, "$set": {"lastError": error}},
+                )
         if applied:
             logger.info("reconciled %d stored events into profiles", applied)
         return applied
+
+    async def _replay(self, commit: str) -> int:
+        """Apply what `commit` stored to the profiles that miss it, then drop its marker."""
+        events = [Event.from_document(d) async for d in self.events.find({"commit": commit})]
+        async for record in self.consent_log.find({"commit": commit}):
+            events.append(_consent_event(record))
+        now = self.clock()
+        owner, _ = await self._canonical({e.visitor_id for e in events})
+        _, failures = await self._apply(commit, events, owner, {}, now)
+        if failures:
+            raise CommitIncomplete(
+                f"{len(failures)} profile update(s) of commit {commit} failed"
+            ) from failures[0]
+        await self.pending.delete_one({"_id": commit})
+        return len(events)
 
 
 def _consent_record(event: Event, commit: str) -> Doc:

@@ -4,6 +4,11 @@ Pure functions over plain documents, so every rule is testable without a
 server; the store writes the result back with a version check (atomically).
 Interests are stored as `{v, t}` (value at time `t`) and decayed when read
 (`blocks.context`), with the half-life recorded in the profile (`decay`).
+
+Every map and list a profile holds is bounded (`bound`), so no stream of events
+can grow a profile past `MAX_PROFILE_BYTES`: interests and tags keep the
+highest decayed scores, recently viewed items, cart lines, commits and aliases
+the most recent ones; strings are bounded by validation (or cut here).
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ SESSION_GAP = timedelta(minutes=30)
 RECENTLY_VIEWED = 20
 # Commits whose events a profile already holds (so reconciliation never re-applies).
 RECENT_COMMITS = 64
-MAX_CART_LINES = 100
+MAX_CART_LINES = 50
+# Interest and tag scores kept per profile: those with the highest decayed score now.
+TOP_INTERESTS = 50
+TOP_TAGS = 50
+# Merged visitor ids listed in `aliases` (the most recent; their stubs keep `mergedInto`).
+MAX_ALIASES = 100
+MAX_CONSENT_SOURCE = 256
+# The largest profile these bounds allow, with every string at its validated maximum
+# (tests/unit/test_traits.py builds it); documented in docs/profile.md.
+MAX_PROFILE_BYTES = 64 * 1024
 _COUNTERS = {
     EventType.PAGE_VIEW: "pageViews",
     EventType.CLICK: "clicks",
@@ -163,7 +177,8 @@ def _apply_one(doc: dict[str, Any], event: Event, half_life: float) -> None:
             if key in props:
                 consent[key] = props[key]
         consent["at"] = at
-        consent["source"] = str(props.get("source") or event.context.get("page") or "event")
+        source = str(props.get("source") or event.context.get("page") or "event")
+        consent["source"] = source[:MAX_CONSENT_SOURCE]
         doc["consent"] = consent
     elif event.type is EventType.IDENTIFY and event.user_id and not doc.get("userId"):
         doc["userId"] = event.user_id
@@ -186,10 +201,44 @@ def apply_events(
     doc["decay"] = {"halfLifeDays": half_life_days}
     for event in sorted(events, key=lambda e: e.timestamp):
         _apply_one(doc, event, half_life_days)
-    doc["commits"] = [*commits, commit][-RECENT_COMMITS:]
+    doc["commits"] = [*commits, commit]
+    bound(doc, now, half_life_days)
     doc["updatedAt"] = now
     doc["version"] = int(doc.get("version", 0)) + 1
     return doc
+
+
+def _top(scores: Mapping[str, Any], limit: int, now: datetime, half_life: float) -> dict[str, Any]:
+    """The `limit` entries with the highest decayed score (the most recent first among ties)."""
+    if len(scores) <= limit:
+        return dict(scores)
+
+    def rank(item: tuple[str, Any]) -> tuple[float, datetime, str]:
+        key, value = item
+        stamp = _stamp(value) or datetime.min.replace(tzinfo=UTC)
+        return decayed(value, now, half_life), stamp, key
+
+    return dict(sorted(scores.items(), key=rank, reverse=True)[:limit])
+
+
+def bound(doc: dict[str, Any], now: datetime, half_life: float) -> None:
+    """Cut every growing map and list of `doc` to its bound, in place (see `MAX_PROFILE_BYTES`).
+
+    Also shrinks profiles written before the bounds existed, on their next update.
+    """
+    for key, limit in (("interests", TOP_INTERESTS), ("tags", TOP_TAGS)):
+        scores = doc.get(key)
+        if isinstance(scores, Mapping):
+            doc[key] = _top(scores, limit, now, half_life)
+    if isinstance(doc.get("recentlyViewed"), list):
+        doc["recentlyViewed"] = doc["recentlyViewed"][:RECENTLY_VIEWED]
+    cart = doc.get("cart")
+    if isinstance(cart, dict) and len(cart.get("lines") or ()) > MAX_CART_LINES:
+        cart["lines"] = list(cart["lines"])[-MAX_CART_LINES:]
+        _cart_totals(cart)
+    for key, limit in (("commits", RECENT_COMMITS), ("aliases", MAX_ALIASES)):
+        if isinstance(doc.get(key), list):
+            doc[key] = doc[key][-limit:]
 
 
 def _earliest(*moments: Any) -> datetime | None:
@@ -298,11 +347,12 @@ def merge_profiles(
     ):
         doc["consent"] = dict(s_consent)
     commits = [*(doc.get("commits") or ()), *(source.get("commits") or ())]
-    doc["commits"] = list(dict.fromkeys(commits))[-RECENT_COMMITS:]
+    doc["commits"] = list(dict.fromkeys(commits))
     aliases = [*(doc.get("aliases") or ()), *(source.get("aliases") or ()), source["_id"]]
     doc["aliases"] = list(dict.fromkeys(aliases))
     if not doc.get("userId") and source.get("userId"):
         doc["userId"] = source["userId"]
+    bound(doc, now, half_life)
     doc["updatedAt"] = now
     doc["version"] = int(doc.get("version", 0)) + 1
     return doc

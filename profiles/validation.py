@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
+from bson.errors import BSONError
+
 from profiles.devices import classify_device
 from profiles.events import EventType
 
@@ -26,6 +29,18 @@ UTM_KEYS = ("source", "medium", "campaign", "term", "content")
 MAX_TAGS = 20
 MAX_AMOUNT = 1e9
 MAX_QUANTITY = 10_000
+MAX_PROPERTIES = 64
+# Product ids end up in the profile (recently viewed, cart lines), so they stay short.
+MAX_PRODUCT_ID = 128
+# An event as stored (BSON), like Segment's 32 KB per event; far below MongoDB's 16 MB.
+MAX_EVENT_BYTES = 32 * 1024
+# Deepest nesting a stored document may have (an event is 3 levels deep at most).
+MAX_DEPTH = 8
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# Longest timestamp string worth parsing (ISO 8601 with nanoseconds and an offset is ~35).
+MAX_TIMESTAMP_CHARS = 64
+ISO_MESSAGE = "is not an ISO 8601 date-time"
+SURROGATE = "holds a lone UTF-16 surrogate (not valid Unicode)"
 _TOP_LEVEL = {
     "type", "eventId", "visitorId", "userId", "timestamp", "context", "properties",
     "blockId", "variantId", "writeKey",
@@ -110,6 +125,89 @@ class Event:
         )
 
 
+def unicode_ok(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8 (a lone surrogate such as U+D800 cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def label(value: Any, limit: int = 64) -> str:
+    """A client-supplied name, safe to echo in a message: UTF-8-encodable and short."""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def storage_problems(
+    document: Mapping[str, Any], *, max_bytes: int, names: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """Why `document` cannot be stored in MongoDB, as (field path, reason); empty if it can.
+
+    Checks what BSON and MongoDB refuse (integers beyond 64 bits, lone surrogates,
+    key names with NUL, a leading `$` or a dot, nesting, size), naming the field,
+    then encodes the document with `bson` itself as the final word.
+    """
+    found: list[tuple[str, str]] = []
+    _walk(document, "", 0, found, names or {})
+    if found:
+        return found
+    try:
+        size = len(bson.encode(document))
+    except (BSONError, OverflowError, ValueError, TypeError) as exc:
+        return [("", f"cannot be stored: {label(exc, 160)}")]
+    if size > max_bytes:
+        return [("", f"is {size} bytes when stored; at most {max_bytes} are accepted")]
+    return []
+
+
+def _walk(
+    value: Any, path: str, depth: int, found: list[tuple[str, str]], names: Mapping[str, str]
+) -> None:
+    if isinstance(value, Mapping):
+        if depth >= MAX_DEPTH:
+            found.append((path, f"is nested deeper than {MAX_DEPTH} levels"))
+            return
+        for key, item in value.items():
+            name = names.get(key, key) if depth == 0 else key
+            here = f"{path}.{label(name)}" if path else label(name)
+            if not isinstance(key, str):
+                found.append((here, "field names must be strings"))
+            elif not unicode_ok(key):
+                found.append((here, f"the field name {SURROGATE}"))
+            elif "\x00" in key or key.startswith("$") or "." in key:
+                found.append((here, "field names may not hold NUL or '.', nor start with '$'"))
+            else:
+                _walk(item, here, depth + 1, found, names)
+    elif isinstance(value, (list, tuple)):
+        if depth >= MAX_DEPTH:
+            found.append((path, f"is nested deeper than {MAX_DEPTH} levels"))
+            return
+        for position, item in enumerate(value):
+            _walk(item, f"{path}.{position}", depth + 1, found, names)
+    elif isinstance(value, str):
+        if not unicode_ok(value):
+            found.append((path, SURROGATE))
+    elif (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not INT64_MIN <= value <= INT64_MAX
+    ):
+        found.append((path, "must be a 64-bit integer (between -2^63 and 2^63-1)"))
+
+
+# A stand-in commit id of the real length, so the size check counts it.
+_PLACEHOLDER_COMMIT = "0" * 32
+
+
+def event_storage_problems(event: Event) -> list[tuple[str, str]]:
+    """Why `event` cannot be stored in `events`, by field as the client names it."""
+    return storage_problems(
+        event.document(_PLACEHOLDER_COMMIT), max_bytes=MAX_EVENT_BYTES, names={"_id": "eventId"}
+    )
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -137,6 +235,9 @@ class _Collector:
         if not isinstance(value, str):
             self.add(path, "must be a string")
             return None
+        if not unicode_ok(value):
+            self.add(path, SURROGATE)
+            return None
         if pattern is not None and not pattern.fullmatch(value):
             self.add(path, PATTERN_MESSAGES.get(pattern.pattern, f"must match {pattern.pattern}"))
             return None
@@ -152,7 +253,8 @@ class _Collector:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.add(path, "must be a number")
             return None
-        if not math.isfinite(value) or value < 0 or value > MAX_AMOUNT:
+        # Compared as they are: float(2**1100) would raise OverflowError.
+        if (isinstance(value, float) and not math.isfinite(value)) or not 0 <= value <= MAX_AMOUNT:
             self.add(path, "must be a non-negative amount below 1e9")
             return None
         return float(value)
@@ -165,22 +267,52 @@ def _timestamp(raw: Any, c: _Collector) -> datetime | None:
         c.add("timestamp", "must be an ISO 8601 string or epoch milliseconds")
         return None
     if isinstance(raw, (int, float)):
-        if not math.isfinite(raw) or not 0 <= raw < 1e14:
-            c.add("timestamp", "epoch milliseconds out of range")
+        # NaN, Infinity and 1e999999 (inf) fail the comparison; ints are compared exactly.
+        if not 0 <= raw < EPOCH_MS_LIMIT:
+            c.add("timestamp", "epoch milliseconds out of range (0 to 1e14, i.e. 1970-5138)")
             return None
         return datetime.fromtimestamp(raw / 1000.0, UTC)
     if isinstance(raw, str):
-        try:
-            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            c.add("timestamp", "is not an ISO 8601 date-time")
-            return None
-        if parsed.tzinfo is None:
-            c.add("timestamp", "needs a timezone (e.g. 'Z' or '+02:00')")
-            return None
-        return parsed.astimezone(UTC)
+        return _iso_timestamp(raw, c)
     c.add("timestamp", "must be an ISO 8601 string or epoch milliseconds")
     return None
+
+
+EPOCH_MS_LIMIT = 10**14
+_LONG_YEAR = re.compile(r"[+-]?\d{5}")
+# Python's own reasons for a well-formed but impossible date-time (none echoes the input).
+_ISO_REASONS = (
+    ("hour must be in", "hour 24 is not supported; use 00:00 of the next day"),
+    ("second must be in", "leap seconds (:60) are not supported"),
+    ("minute must be in", "the minute must be 00-59"),
+    ("month must be in", "the month must be 01-12"),
+    ("day is out of range", "the day is out of range for the month"),
+    ("year 0 is out of range", "the year must be 0001-9999"),
+    ("offset must be a timedelta", "the UTC offset must be less than 24 hours"),
+)
+
+
+def _iso_timestamp(raw: str, c: _Collector) -> datetime | None:
+    if len(raw) > MAX_TIMESTAMP_CHARS or not unicode_ok(raw):
+        c.add("timestamp", ISO_MESSAGE)
+        return None
+    if _LONG_YEAR.match(raw):
+        c.add("timestamp", "is not a valid date-time: the year must be 0001-9999")
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        reason = next((r for key, r in _ISO_REASONS if str(exc).startswith(key)), None)
+        c.add("timestamp", f"is not a valid date-time: {reason}" if reason else ISO_MESSAGE)
+        return None
+    if parsed.tzinfo is None:
+        c.add("timestamp", "needs a timezone (e.g. 'Z' or '+02:00')")
+        return None
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        c.add("timestamp", "is outside the supported range (years 0001-9999 in UTC)")
+        return None
 
 
 def _context(raw: Any, c: _Collector, defaults: RequestDefaults) -> dict[str, Any]:
@@ -191,7 +323,7 @@ def _context(raw: Any, c: _Collector, defaults: RequestDefaults) -> dict[str, An
         raw = {}
     for key in raw:
         if key not in _CONTEXT:
-            c.add(f"context.{key}", f"unknown field; expected one of {sorted(_CONTEXT)}")
+            c.add(f"context.{label(key)}", f"unknown field; expected one of {sorted(_CONTEXT)}")
     out: dict[str, Any] = {}
     for key, limit in (("page", 2048), ("referrer", 2048), ("locale", 35)):
         value = c.string(raw, key, f"context.{key}", max_len=limit)
@@ -206,7 +338,8 @@ def _context(raw: Any, c: _Collector, defaults: RequestDefaults) -> dict[str, An
             for key in utm:
                 if key not in UTM_KEYS:
                     c.add(
-                        f"context.utm.{key}", f"unknown UTM tag; expected one of {list(UTM_KEYS)}"
+                        f"context.utm.{label(key)}",
+                        f"unknown UTM tag; expected one of {list(UTM_KEYS)}",
                     )
                     continue
                 value = c.string(utm, key, f"context.utm.{key}", max_len=256)
@@ -237,9 +370,12 @@ def _properties(raw: Any, c: _Collector) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         c.add("properties", "must be an object")
         return {}
+    if len(raw) > MAX_PROPERTIES:
+        c.add("properties", f"at most {MAX_PROPERTIES} properties per event")
+        return {}
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        path = f"properties.{key}"
+        path = f"properties.{label(key)}"
         if not isinstance(key, str) or not KEY.fullmatch(key):
             c.add(path, "property names are 1-64 letters, digits, '_' or '-'")
         elif key in ("price", "revenue"):
@@ -273,16 +409,24 @@ def _properties(raw: Any, c: _Collector) -> dict[str, Any]:
                 c.add(path, "must be true or false")
             else:
                 out[key] = value
-        elif value is None or isinstance(value, (bool, int)):
+        elif value is None or isinstance(value, bool):
             out[key] = value
+        elif isinstance(value, int):
+            if INT64_MIN <= value <= INT64_MAX:
+                out[key] = value
+            else:
+                c.add(path, "must be a 64-bit integer (between -2^63 and 2^63-1)")
         elif isinstance(value, float):
             if math.isfinite(value):
                 out[key] = value
             else:
                 c.add(path, "must be a finite number")
         elif isinstance(value, str):
-            if len(value) > 1024:
-                c.add(path, "must be at most 1024 characters")
+            limit = MAX_PRODUCT_ID if key == "productId" else 1024
+            if len(value) > limit:
+                c.add(path, f"must be at most {limit} characters")
+            elif not unicode_ok(value):
+                c.add(path, SURROGATE)
             else:
                 out[key] = value
         else:
@@ -330,7 +474,7 @@ def parse_event(
         return [Problem(index, "", "each event must be a JSON object")]
     for key in raw:
         if key not in _TOP_LEVEL:
-            c.add(str(key), "unknown field")
+            c.add(label(key), "unknown field")
     kind: EventType | None = None
     raw_type = raw.get("type")
     if raw_type is None:
@@ -342,7 +486,8 @@ def parse_event(
             kind = EventType(raw_type.lower())
         except ValueError:
             c.add(
-                "type", f"unknown type {raw_type!r}; expected one of {[t.value for t in EventType]}"
+                "type",
+                f"unknown type {label(raw_type)!r}; expected one of {[t.value for t in EventType]}",
             )
     event_id = c.string(raw, "eventId", "eventId", max_len=128, pattern=EVENT_ID)
     if event_id is None and raw.get("eventId") is None:
@@ -379,7 +524,7 @@ def parse_event(
         timestamp = now
     elif abs(timestamp - now) > max_skew:
         original, timestamp = timestamp, now
-    return Event(
+    event = Event(
         event_id=event_id,
         type=kind,
         visitor_id=visitor_id,
@@ -392,3 +537,8 @@ def parse_event(
         block_id=block_id,
         variant_id=variant_id,
     )
+    # The last word: what the checks above allow must also be a storable document.
+    unstorable = event_storage_problems(event)
+    if unstorable:
+        return [Problem(index, path, message) for path, message in unstorable]
+    return event

@@ -9,7 +9,7 @@ from datetime import timedelta
 import strawberry
 
 from gateway.auth import Permission
-from profiles.ingest import IngestOutcome, IngestUnavailable
+from profiles.ingest import IngestOutcome, IngestRejected, IngestUnavailable
 from profiles.validation import Event, Problem, RequestDefaults, parse_event
 from resolvers.errors import BadUserInput, ProfileUnavailable
 from resolvers.inputs import FLAT_PROPERTIES, EventInput
@@ -73,6 +73,16 @@ async def submit(info: TesseraInfo, events: Sequence[Event]) -> IngestOutcome:
             f"The events were not recorded: the event store is unavailable; retry in "
             f"{exc.retry_after} s."
         ) from None
+    except IngestRejected as exc:
+        raise BadUserInput(f"events: none was recorded: {exc}.") from None
+
+
+def rejections(
+    outcome: IngestOutcome, events: Sequence[Event], indices: Sequence[int]
+) -> list[Problem]:
+    """The events the store refused one by one, as problems at their input index."""
+    index_of = {id(event): index for event, index in zip(events, indices, strict=True)}
+    return [Problem(index_of[id(r.event)], r.field, r.message) for r in outcome.rejected]
 
 
 @strawberry.type(description="A rejected event: its index in the batch, the field and why.")
@@ -104,6 +114,9 @@ class EventMutation:
             raise BadUserInput(f"events: {len(events)} events; at most {limit} per batch.")
         good, problems = validate_inputs(info, events)
         outcome = await submit(info, good)
+        invalid = {p.index for p in problems}
+        valid = [index for index in range(len(events)) if index not in invalid]
+        problems = sorted([*problems, *rejections(outcome, good, valid)], key=lambda p: p.index)
         return TrackBatchResult(
             accepted=outcome.accepted,
             duplicates=outcome.duplicates,

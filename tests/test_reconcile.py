@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
 from profiles.indexes import ensure_indexes
@@ -81,3 +85,113 @@ async def test_recent_commits_wait_for_their_committer(
     await db["pending_commits"].insert_one({"_id": "in-flight", "at": clock.now})
     assert await ingestor.reconcile() == 0
     assert await db["pending_commits"].count_documents({}) == 1
+
+
+def failures(error: str) -> float:
+    labels = {"error": error}
+    return REGISTRY.get_sample_value("tessera_event_reconcile_failures_total", labels) or 0.0
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], seconds: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_profile_that_cannot_be_updated_fails_neither_the_request_nor_the_reconciler(
+    mongo: Mongo, database_name: str, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = mongo[database_name]
+    await ensure_indexes(db, retention_days=90)
+    # A profile damaged outside Tessera: updating it raises AttributeError, not a PyMongoError.
+    await db["profiles"].insert_one({"_id": "corrupt", "version": 1, "traits": "damaged"})
+    ingestor = Ingestor(db, clock=clock)
+    ingestor.start(reconcile_every=0.02)
+    try:
+        outcomes = await asyncio.gather(
+            ingestor.submit(events(clock, "corrupt", 2)), ingestor.submit(events(clock, "fine", 2))
+        )
+        # The events are durable, so both requests are acknowledged; the healthy profile is written.
+        assert [o.accepted for o in outcomes] == [2, 2]
+        fine = await db["profiles"].find_one({"_id": "fine"})
+        assert fine is not None
+        assert fine["traits"]["orders"] == 2
+        marker = await db["pending_commits"].find_one({})
+        assert marker is not None
+
+        before = failures("AttributeError")
+        clock.now += timedelta(seconds=30)  # past the grace period: the reconciler takes it
+
+        async def failed_three_rounds() -> bool:
+            return failures("AttributeError") >= before + 3
+
+        await wait_for(failed_three_rounds)
+        assert ingestor._reconciler is not None
+        assert not ingestor._reconciler.done(), "the reconciler died"
+        stuck = await db["pending_commits"].find_one({"_id": marker["_id"]})
+        assert stuck is not None
+        assert stuck["attempts"] >= 3
+        assert "AttributeError" in stuck["lastError"]
+        logged = [r for r in caplog.records if "could not be reconciled" in r.getMessage()]
+        assert len(logged) == 1
+
+        # Other commits are still reconciled while the damaged one keeps failing.
+        await ingestor.pending.insert_one(
+            {"_id": "c-later", "at": clock.now - timedelta(minutes=1)}
+        )
+        later = events(clock, "later", 3)
+        await ingestor._insert(
+            ingestor.events, list(enumerate(later)), [IngestOutcome()] * 3,
+            lambda e: e.document("c-later"),
+        )  # fmt: skip
+
+        async def later_applied() -> bool:
+            return await db["profiles"].find_one({"_id": "later"}) is not None
+
+        await wait_for(later_applied)
+
+        # Once the profile is repaired, its commit is applied and the marker goes.
+        await db["profiles"].update_one({"_id": "corrupt"}, {"$set": {"traits": {}}})
+
+        async def no_markers() -> bool:
+            return await db["pending_commits"].count_documents({}) == 0
+
+        await wait_for(no_markers)
+        repaired = await db["profiles"].find_one({"_id": "corrupt"})
+        assert repaired is not None
+        assert repaired["traits"]["orders"] == 2
+    finally:
+        await ingestor.stop()
+
+
+class Flaky(Ingestor):
+    """Its first reconciliation round fails with an error that is not a PyMongoError."""
+
+    rounds = 0
+
+    async def reconcile(self, *, grace: timedelta = timedelta(seconds=10)) -> int:
+        self.rounds += 1
+        if self.rounds == 1:
+            raise RuntimeError("injected failure")
+        return await super().reconcile(grace=grace)
+
+
+async def test_the_reconciler_loop_survives_any_error(
+    mongo: Mongo, database_name: str, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingestor = Flaky(mongo[database_name], clock=clock)
+    before = failures("RuntimeError")
+    ingestor.start(reconcile_every=0.01)
+    try:
+
+        async def three_rounds() -> bool:
+            return ingestor.rounds >= 3
+
+        await wait_for(three_rounds)
+    finally:
+        await ingestor.stop()
+    assert failures("RuntimeError") == before + 1
+    assert [r.levelname for r in caplog.records if "injected failure" in r.getMessage()] == [
+        "ERROR"
+    ]

@@ -5,12 +5,23 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
 import pytest
 
 from blocks.context import profile_attributes
 from profiles.events import EventType
-from profiles.traits import RECENTLY_VIEWED, apply_events, merge_profiles
-from profiles.validation import Event, parse_event
+from profiles.traits import (
+    MAX_ALIASES,
+    MAX_CART_LINES,
+    MAX_PROFILE_BYTES,
+    RECENT_COMMITS,
+    RECENTLY_VIEWED,
+    TOP_INTERESTS,
+    TOP_TAGS,
+    apply_events,
+    merge_profiles,
+)
+from profiles.validation import MAX_PRODUCT_ID, Event, parse_event
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 _ids = iter(range(1_000_000))
@@ -138,3 +149,66 @@ def test_event_types_cover_the_documented_list() -> None:
         "page_view", "block_view", "click", "add_to_cart", "remove_from_cart",
         "purchase", "search", "identify", "consent", "custom",
     }  # fmt: skip
+
+
+def max_event(kind: str, i: int, at: datetime, **props: Any) -> Event:
+    """An event with every field the profile keeps at its validated maximum length."""
+    raw = {
+        "type": kind, "eventId": f"max{next(_ids)}", "visitorId": "v", "userId": "u" * 256,
+        "timestamp": at.isoformat(), "properties": props,
+        "context": {"page": "/" + "p" * 2047, "country": "DE", "userAgent": "Mozilla" * 140},
+    }  # fmt: skip
+    parsed = parse_event(raw, 0, now=at, max_skew=timedelta(days=1))
+    assert isinstance(parsed, Event), parsed
+    return parsed
+
+
+def test_the_largest_possible_profile_stays_under_the_documented_bound() -> None:
+    doc: dict[str, Any] | None = None
+    for i in range(RECENT_COMMITS + 10):  # one commit per round: more than every bound
+        at = T0 + timedelta(seconds=i)
+        category = f"{i:03d}".ljust(64, "c")
+        product = f"{i:03d}".ljust(MAX_PRODUCT_ID, "p")
+        tags = [f"{i:03d}{j:02d}".ljust(64, "t") for j in range(20)]
+        events = [
+            max_event("page_view", i, at, category=category, tags=tags, productId=product),
+            max_event("add_to_cart", i, at, productId=product, category=category, price=1e9 - 1),
+            max_event("consent", i, at, analytics=True, source="s" * 1024),
+        ]
+        doc = apply_events(doc, "v" * 128, events, now=at, half_life_days=30.0, commit=f"{i:032d}")
+        assert doc is not None
+    assert doc is not None
+    doc["userId"] = "u" * 256
+    for n in range(MAX_ALIASES + 10):
+        source = apply_events(
+            None, f"{n:03d}".ljust(128, "a"), [], now=T0, half_life_days=30.0, commit=f"s{n}"
+        )
+        assert source is not None
+        doc = merge_profiles(doc, source, now=T0)
+    assert len(doc["interests"]) == TOP_INTERESTS
+    assert len(doc["tags"]) == TOP_TAGS
+    assert len(doc["recentlyViewed"]) == RECENTLY_VIEWED
+    assert len(doc["cart"]["lines"]) == MAX_CART_LINES
+    assert len(doc["commits"]) == RECENT_COMMITS
+    assert len(doc["aliases"]) == MAX_ALIASES
+    size = len(bson.encode(doc))
+    assert size <= MAX_PROFILE_BYTES, size
+
+
+def test_top_interests_keep_the_strongest_and_heal_an_oversized_profile() -> None:
+    strong = [ev("page_view", T0, category="outdoor", tags=["tent"]) for _ in range(5)]
+    doc = run(strong)
+    attack = [
+        ev("page_view", T0, category=f"junk{i}", tags=[f"junk{i}-{j}" for j in range(20)])
+        for i in range(500)
+    ]
+    doc = run(attack, doc)
+    assert len(doc["interests"]) == TOP_INTERESTS
+    assert len(doc["tags"]) == TOP_TAGS
+    assert doc["interests"]["outdoor"]["v"] == 5.0
+    assert doc["tags"]["tent"]["v"] == 5.0
+    # A profile written before the bounds existed shrinks on its next update.
+    legacy = dict(doc, interests={f"old{i}": float(i) for i in range(10_000)})
+    healed = run([ev("page_view", T0)], legacy)
+    assert len(healed["interests"]) == TOP_INTERESTS
+    assert min(healed["interests"].values()) == 10_000 - TOP_INTERESTS

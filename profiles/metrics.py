@@ -1,0 +1,29 @@
+"""Event ingestion metrics, in prometheus_client's default registry (served at `/metrics`)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+EVENTS_REFUSED = Counter(
+    "tessera_events_refused",
+    "Events refused one by one at the store (each reported to its client as a problem): "
+    "cause=unstorable (not encodable as BSON) or database (the server refused the document).",
+    ["cause"],
+)
+EVENT_COMMIT_SPLITS = Counter(
+    "tessera_event_commit_splits",
+    "Group commits that failed for an unexpected reason and were retried in halves, "
+    "so that only the offending request fails.",
+)
+EVENT_APPLY_FAILURES = Counter(
+    "tessera_event_apply_failures",
+    "Profile updates that failed after their events were stored (reconciliation retries them), "
+    "by exception class.",
+    ["error"],
+)
+EVENT_RECONCILE_FAILURES = Counter(
+    "tessera_event_reconcile_failures",
+    "Failed reconciliations of a stored commit, or of a whole round, by exception class; "
+    "the reconciler keeps running.",
+    ["error"],
+)
