@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from delivery.services import Services
 from gateway.app import create_app
 from gateway.settings import Settings
-from resolvers.context import Services
 
 
 def _payload(request: Request) -> bytes:

@@ -63,7 +63,7 @@ SOURCE_PACKAGES = ("gateway", "resolvers", "blocks", "profiles", "cms_adapters",
 # A minimal Strawberry resolver (one profile read, 10 blocks) on the same machines.
 REFERENCE_RATIOS = {"a/b": 0.10, "a/c": 0.37}
 PAGE_QUERY = (
-    '{ page(slug: "%s") { slug title locale personalized blocks { id type variantId '
+    '{ page(slug: "%s") { slug title locale personalized blocks { id blockId type variantId '
     "decision { variantId reason ruleId } "
     "... on HeroBlock { heading subheading cta { label url } } "
     "... on ProductGridBlock { title products { sku name price currency } } "

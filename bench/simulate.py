@@ -160,7 +160,7 @@ AUDIENCES_YAML = "audiences:\n" + "".join(
 QUERY = """
 query($slug: String!) {
   page(slug: $slug, locale: "en-US") {
-    blocks { id variantId decision { variantId reason score propensity modelVersion } }
+    blocks { blockId variantId decision { variantId reason score propensity modelVersion } }
   }
 }
 """
@@ -219,7 +219,7 @@ class Loop:
         if "errors" in body:
             raise RuntimeError(f"GraphQL errors: {body['errors']}")
         block: dict[str, Any] = next(
-            b for b in body["data"]["page"]["blocks"] if b["id"] == BLOCK_ID
+            b for b in body["data"]["page"]["blocks"] if b["blockId"] == BLOCK_ID
         )
         return block
 

@@ -748,6 +748,11 @@ class CompiledCondition:
         state = "valid" if self.valid else f"{len(self.problems)} problem(s)"
         return f"CompiledCondition({shown}, {state})"
 
+    @property
+    def attributes(self) -> frozenset[str]:
+        """The top-level attributes the condition reads (`cart` for `cart.value`)."""
+        return read_attributes(self._runtime)
+
     def matches(
         self,
         attributes: Mapping[str, Any],
@@ -769,6 +774,25 @@ class CompiledCondition:
                     "targeting condition %s failed to evaluate", _preview(self.key), exc_info=True
                 )
             return False
+
+
+def read_attributes(condition: Any) -> frozenset[str]:
+    """The top-level attribute names a (validated) condition document reads."""
+    roots: set[str] = set()
+    stack = [condition]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key in _COMBINATORS and isinstance(value, list):
+                stack.extend(value)
+            elif key == "$not":
+                stack.append(value)
+            elif isinstance(key, str) and not key.startswith("$"):
+                # An $elemMatch inside reads the same attribute's elements.
+                roots.add(key.split(".", 1)[0])
+    return frozenset(roots)
 
 
 def _saved_groups(

@@ -20,9 +20,13 @@ Selection happens in two pure phases: `plan_page` (steps 1-2 and 6) and
 
 Every block gets a `Decision` that says which variant and why. The scope on a
 decision records what it read, so a cache policy can be derived from it:
-`public` (nothing about the visitor), `audience` (only audience memberships)
-or `individual` (a condition over the visitor's own attributes, a model
-score over the visitor's features, or a random exploration draw).
+`public` (nothing about the visitor: schedule, locale, the request's own
+arguments), `audience` (audience memberships, device, country, consent: the
+facts an edge key covers, named in `facts`) or `individual` (a condition over
+the visitor's own attributes, a model score over the visitor's features, a
+random exploration draw, or a profile that could not be read). A block's
+scope is what *all* its variants' targeting reads, matched or not, so it is
+the same for every visitor with the same facts.
 """
 
 from __future__ import annotations
@@ -49,6 +53,14 @@ REASON_EXPLORE = "explore"
 FALLBACK_SCORE_TIMEOUT = "fallback:score-timeout"
 FALLBACK_SCORE_ERROR = "fallback:score-error"
 
+#: Condition attributes an edge key covers: the page then depends on them only.
+EDGE_ATTRIBUTES = frozenset({"device", "country", "audiences"})
+#: Condition attributes that come from the request's arguments or the clock,
+#: the same for every visitor asking the same URL.
+SHARED_ATTRIBUTES = frozenset({"locale", "path", "utm", "hour", "dayOfWeek"})
+#: The fact every personalized page reads: whether the visitor allows it.
+CONSENT_FACT = "consent"
+
 #: Model scores by `(block_id, variant_id)`.
 Scores = Mapping[tuple[str, str], float]
 
@@ -70,6 +82,9 @@ class Decision:
     model_version: str | None = None
     #: The tier's variant ids when there was a choice between several.
     candidates: tuple[str, ...] = ()
+    #: The visitor facts an `audience` scope read: `audience:<name>`, `audiences`
+    #: (every membership), `device`, `country`, `consent`.
+    facts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +98,11 @@ class PageDecision:
     def scope(self) -> Scope:
         """The strictest scope any decision read."""
         return strictest(d.scope for d in self.decisions)
+
+    @property
+    def facts(self) -> frozenset[str]:
+        """Every visitor fact the decisions read."""
+        return frozenset().union(*(d.facts for d in self.decisions))
 
 
 def strictest(scopes: object) -> Scope:
@@ -103,12 +123,22 @@ def _locale_matches(variant: Variant, locale: str | None) -> bool:
     return any(allowed in (locale, language) for allowed in variant.locales)
 
 
-def _variant_scope(variant: Variant) -> Scope:
-    if variant.condition is not None:
-        return "individual"
+def variant_reads(variant: Variant) -> tuple[Scope, frozenset[str]]:
+    """What the variant's targeting reads: its scope and the edge facts involved."""
+    scope: Scope = "public"
+    facts: set[str] = set()
     if variant.audiences:
-        return "audience"
-    return "public"
+        scope = "audience"
+        facts.update(f"audience:{name}" for name in variant.audiences)
+    if variant.condition is not None:
+        attributes = variant.condition.attributes
+        if not attributes <= EDGE_ATTRIBUTES | SHARED_ATTRIBUTES:
+            return "individual", frozenset()
+        read = attributes & EDGE_ATTRIBUTES
+        if read:
+            scope = "audience"
+            facts.update(read)
+    return scope, frozenset(facts)
 
 
 def eligibility(variant: Variant, context: TargetingContext) -> str | None:
@@ -152,6 +182,7 @@ class BlockPlan:
     scope: Scope
     #: Set when no variant is eligible (or the profile is unavailable).
     default: Decision | None = None
+    facts: frozenset[str] = frozenset()
 
     @property
     def contested(self) -> bool:
@@ -175,20 +206,32 @@ class PagePlan:
 def plan_block(block: Block, context: TargetingContext) -> BlockPlan:
     """The eligible variants of the highest priority of `block`, or its default decision."""
     default = block.default_variant
-    if not context.profile_available:
-        fallback = (
-            REASON_PROFILE_UNAVAILABLE if context.personalization_consent else REASON_NO_CONSENT
-        )
-        decision = Decision(block_id=block.id, variant_id=default.id, reason=fallback)
-        return BlockPlan(block=block, tier=(), scope="public", default=decision)
-    tier: list[Candidate] = []
+    # Whatever a variant's targeting reads, the outcome depends on it, whether it
+    # matched or not (and whoever the visitor is).
     scope: Scope = "public"
+    facts: set[str] = set()
+    for variant in block.variants:
+        if variant is not default:
+            variant_scope, variant_facts = variant_reads(variant)
+            scope = strictest((scope, variant_scope))
+            facts |= variant_facts
+    if scope != "public":
+        facts.add(CONSENT_FACT)
+    read = frozenset(facts) if scope == "audience" else frozenset()
+    if not context.profile_available:
+        if context.personalization_consent:
+            # Degraded, not decided: a page like this is never shared.
+            fallback, scope, read = REASON_PROFILE_UNAVAILABLE, "individual", frozenset()
+        else:
+            fallback = REASON_NO_CONSENT
+        decision = Decision(
+            block_id=block.id, variant_id=default.id, reason=fallback, scope=scope, facts=read
+        )
+        return BlockPlan(block=block, tier=(), scope=scope, default=decision, facts=read)
+    tier: list[Candidate] = []
     for variant in block.variants:
         if variant is default:
             continue
-        # Whatever a variant's targeting reads, the outcome depends on it,
-        # whether it matched or not.
-        scope = strictest((scope, _variant_scope(variant)))
         reason = eligibility(variant, context)
         if reason is None:
             continue
@@ -198,10 +241,14 @@ def plan_block(block: Block, context: TargetingContext) -> BlockPlan:
             tier.append(Candidate(variant, reason))
     if not tier:
         decision = Decision(
-            block_id=block.id, variant_id=default.id, reason=REASON_DEFAULT, scope=scope
+            block_id=block.id,
+            variant_id=default.id,
+            reason=REASON_DEFAULT,
+            scope=scope,
+            facts=read,
         )
-        return BlockPlan(block=block, tier=(), scope=scope, default=decision)
-    return BlockPlan(block=block, tier=tuple(tier), scope=scope)
+        return BlockPlan(block=block, tier=(), scope=scope, default=decision, facts=read)
+    return BlockPlan(block=block, tier=tuple(tier), scope=scope, facts=read)
 
 
 def plan_page(page: Page, context: TargetingContext) -> PagePlan:
@@ -233,6 +280,7 @@ def _chosen(
         propensity=propensity,
         model_version=model_version,
         candidates=tuple(c.variant.id for c in plan.tier),
+        facts=plan.facts if scope == "audience" else frozenset(),
     )
 
 

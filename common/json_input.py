@@ -34,8 +34,13 @@ def _finite(text: str) -> float:
     return value
 
 
-def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> object:
-    """The JSON value in `data` (UTF-8), or JSONInputError."""
+def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH, strict: bool = True) -> object:
+    """The JSON value in `data` (UTF-8), or JSONInputError.
+
+    `strict=False` only refuses what breaks parsing itself (not UTF-8, nesting
+    deep enough to exhaust the parser): for callers that check each value
+    themselves and refuse one item of a batch rather than the whole body.
+    """
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -44,9 +49,11 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> object:
     else:
         text = data
     try:
+        if not strict:
+            return json.loads(text)
         value = json.loads(text, parse_constant=_constant, parse_float=_finite)
     except RecursionError:
-        raise JSONInputError(f"nested deeper than {max_depth} levels") from None
+        raise JSONInputError("nested too deeply") from None
     except JSONInputError:
         raise
     except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
@@ -66,7 +73,7 @@ def check(value: object, *, max_depth: int = MAX_DEPTH) -> None:
                 raise JSONInputError("a string holds a lone UTF-16 surrogate (not Unicode text)")
         elif isinstance(item, (dict, list)):
             if depth > max_depth:
-                raise JSONInputError(f"nested deeper than {max_depth} levels")
+                raise JSONInputError(f"nested too deeply (at most {max_depth} levels)")
             if isinstance(item, dict):
                 stack.extend((key, depth) for key in item)
                 stack.extend((child, depth + 1) for child in item.values())

@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 
 from blocks.rendering import BlockRenderer
 from cms_adapters.base import CMSAdapter
@@ -24,16 +24,20 @@ from cms_adapters.cache_backend import close_cache, is_redis, open_cache
 from cms_adapters.content_cache import ContentCache
 from cms_adapters.filesystem import FilesystemAdapter
 from cms_adapters.invalidation import Invalidator, PurgeSink
+from delivery.edge_keys import EdgeKeys, edge_secret_from
+from delivery.services import IngestLimits, Services
 from gateway.body_limit import BodyLimit
+from gateway.cors import cors_policy, with_cors
 from gateway.embedded_mongo import EmbeddedMongo
 from gateway.events_endpoint import events_endpoint
-from gateway.graphql_view import TesseraGraphQL
+from gateway.graphql_endpoint import EdgeOptions, GraphQLEndpoint
 from gateway.last_resort import LastResort
 from gateway.metrics import metrics_endpoint
-from gateway.page_cache import PageResponseCache
+from gateway.persisted_queries import PersistedQueries, SharedQueryStore, load_manifest
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware, RateLimitPolicy
+from gateway.response_cache import ResponseCache
 from gateway.settings import DEMO_DIR, Settings
-from gateway.visitor import VisitorMiddleware
+from gateway.visitor import CookiePolicy
 from gateway.webhooks import webhook
 from profiles.audiences import AudienceCatalog, AudienceRepository
 from profiles.indexes import ensure_indexes
@@ -41,7 +45,6 @@ from profiles.ingest import ConsentDefaults, Ingestor
 from profiles.reader import BudgetedProfileReader
 from profiles.seed import seed_demo
 from profiles.store import ProfileStore
-from resolvers.context import IngestLimits, Services
 from resolvers.extensions.query_cost import QueryLimits
 from resolvers.schema import build_schema
 from scoring.drift_monitor import DriftMonitor
@@ -252,24 +255,62 @@ def create_app(
                 exploration_epsilon=settings.exploration_epsilon,
                 cold_start_epsilon=settings.cold_start_epsilon,
                 default_analytics_consent=settings.default_analytics_consent,
+                edge_keys=EdgeKeys(edge_secret),
             )
+            persisted = None
+            if settings.persisted_queries != "off":
+                persisted = PersistedQueries(
+                    settings.persisted_queries,
+                    SharedQueryStore(cache) if is_redis(settings.cache_url) else None,
+                    manifest,
+                )
             app.state.services = services
             app.state.mongo = client
             app.state.invalidator = invalidator
-            yield {"services": services, "mongo": client, "invalidator": invalidator}
+            yield {
+                "services": services,
+                "mongo": client,
+                "invalidator": invalidator,
+                "persisted_queries": persisted,
+                "cookies": cookies,
+            }
 
+    cors = cors_policy(settings.cors_origins)
+    cookies = CookiePolicy(secure=settings.cookie_secure, same_site=settings.cookie_same_site)
+    edge_secret = edge_secret_from(settings.edge_key_secret.get_secret_value(), settings.state_dir)
     limits = QueryLimits(
         max_depth=settings.max_query_depth,
         max_fields=settings.max_query_fields,
         max_aliases=settings.max_query_aliases,
         max_cost=settings.max_query_cost,
     )
-    graphql = TesseraGraphQL(
+    # Read before serving: a bad manifest stops the gateway with the setting's name.
+    manifest = (
+        load_manifest(settings.persisted_queries_manifest)
+        if settings.persisted_queries_manifest is not None
+        else None
+    )
+    if settings.persisted_queries == "trusted" and not manifest:
+        raise ValueError("PERSISTED_QUERIES=trusted needs PERSISTED_QUERIES_MANIFEST")
+    response_cache = (
+        ResponseCache(maxsize=settings.response_cache_size)
+        if settings.response_cache_size
+        else None
+    )
+    graphql = GraphQLEndpoint(
         build_schema(
             limits, max_tokens=settings.max_query_tokens, introspection=settings.introspection
         ),
         # GraphiQL needs introspection to show the schema.
-        graphql_ide="graphiql" if settings.graphiql and settings.introspection else None,
+        graphiql=settings.graphiql and settings.introspection,
+        cookies=cookies,
+        edge=EdgeOptions(
+            s_maxage=settings.page_smaxage,
+            stale_while_revalidate=settings.page_stale_while_revalidate,
+            stale_if_error=settings.page_stale_if_error,
+        ),
+        max_tokens=settings.max_query_tokens,
+        response_cache=response_cache,
     )
 
     async def healthz(request: Request) -> Response:
@@ -283,27 +324,22 @@ def create_app(
             return JSONResponse({"status": "degraded", "mongodb": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ready", "mongodb": "ok"})
 
-    page_cache = (
-        PageResponseCache(
-            graphql, maxsize=settings.response_cache_size, max_tokens=settings.max_query_tokens
-        )
-        if settings.response_cache_size
-        else None
-    )
     app = Starlette(
         routes=[
             Route(
                 "/graphql",
-                BodyLimit(
-                    VisitorMiddleware(page_cache or graphql, secure_cookie=settings.cookie_secure),
-                    max_bytes=settings.max_graphql_body_bytes,
-                ),
-                methods=["GET", "POST"],
+                with_cors(BodyLimit(graphql, max_bytes=settings.max_graphql_body_bytes), cors),
+                methods=["GET", "HEAD", "POST", "OPTIONS"],
             ),
-            Route("/v1/events", events_endpoint, methods=["POST", "OPTIONS"]),
+            Route(
+                "/v1/events",
+                # A plain function without CORS (Starlette wraps it), ASGI behind CORS.
+                with_cors(request_response(events_endpoint), cors) if cors else events_endpoint,
+                methods=["POST", "OPTIONS"],
+            ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint(settings.cms, page_cache)),
+            Route("/metrics", metrics_endpoint(settings.cms, response_cache)),
             Route("/webhooks/{cms}", webhook, methods=["POST"]),
         ],
         # Outermost first: nothing escapes LastResort, not even a limiter failure.
@@ -313,5 +349,5 @@ def create_app(
         ],
         lifespan=lifespan,
     )
-    app.state.page_cache = page_cache
+    app.state.response_cache = response_cache
     return app

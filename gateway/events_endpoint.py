@@ -15,13 +15,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from blocks.context import build_context
 from common.json_input import loads
-from gateway.auth import Permission, Principal, bearer_token
-from gateway.visitor import identify
+from delivery.auth import Permission, Principal, bearer_token
+from delivery.request_facts import COUNTRY_HEADERS, request_facts
+from delivery.services import Services
+from gateway.visitor import EDGE_COOKIE, CookiePolicy, identify
 from profiles.ingest import IngestRejected, IngestUnavailable
 from profiles.validation import Event, Problem, RequestDefaults, parse_event
-from resolvers.context import Services
-from resolvers.request_facts import COUNTRY_HEADERS
 
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -57,7 +58,8 @@ def parse_body(body: bytes, content_type: str) -> tuple[list[Any], str | None]:
     if media in ("application/x-ndjson", "application/ndjson", "application/jsonl"):
         return _ndjson(text), None
     try:
-        data = loads(text)
+        # Each event's values are checked on their own: one bad event, not the batch.
+        data = loads(text, strict=False)
     except ValueError as exc:
         if media == "text/plain" and "\n" in text.strip():
             return _ndjson(text), None
@@ -83,7 +85,7 @@ def _ndjson(text: str) -> list[Any]:
         if not line.strip():
             continue
         try:
-            events.append(loads(line))
+            events.append(loads(line, strict=False))
         except ValueError as exc:
             raise BodyError(400, f"NDJSON line {number} is not valid JSON: {exc}") from None
     return events
@@ -120,13 +122,13 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def request_defaults(request: Request) -> RequestDefaults:
-    """Visitor id (header or cookie), User-Agent and country the request supplies."""
+def request_defaults(request: Request, minted: str | None = None) -> RequestDefaults:
+    """Visitor id (header, cookie, else `minted`), User-Agent and country the request supplies."""
     visitor = identify(request.headers.get("x-visitor-id"), request.headers.get("cookie"))
     country = next((request.headers[h] for h in COUNTRY_HEADERS if h in request.headers), None)
     country = country.strip().upper() if country else None
     return RequestDefaults(
-        visitor_id=visitor.id if visitor is not None and not visitor.is_new else None,
+        visitor_id=visitor.id if visitor is not None and not visitor.is_new else minted,
         user_agent=request.headers.get("user-agent"),
         country=country if country and len(country) == 2 and country.isalpha() else None,
         mobile_hint=request.headers.get("sec-ch-ua-mobile"),
@@ -161,7 +163,11 @@ async def events_endpoint(request: Request) -> Response:
     ingestor = services.ingestor
     assert ingestor is not None
     now = services.clock()
-    defaults = request_defaults(request)
+    visitor = identify(request.headers.get("x-visitor-id"), request.headers.get("cookie"))
+    # A browser's first beacon, before any private page: its events get a new id (and
+    # the cookie below), rather than being refused for want of a visitorId.
+    minted = visitor.id if visitor is not None and visitor.is_new else None
+    defaults = request_defaults(request, minted)
     good: list[Event] = []
     index_of: dict[int, int] = {}  # id(event) -> its index in the batch
     problems: list[Problem] = []
@@ -199,4 +205,36 @@ async def events_endpoint(request: Request) -> Response:
         "errors": [p.as_dict() for p in problems],
     }
     status = 400 if len(rejected) == len(raw_events) else 200
-    return JSONResponse(payload, status_code=status, headers={**_CORS, "Cache-Control": "no-store"})
+    response = JSONResponse(
+        payload, status_code=status, headers={**_CORS, "Cache-Control": "no-store"}
+    )
+    cookies: CookiePolicy = request.state.cookies
+    stored_for = {event.visitor_id for event in good}
+    if minted is not None and minted in stored_for and outcome.accepted:
+        response.headers.append("Set-Cookie", cookies.visitor(minted))
+    current = (visitor.id if visitor is not None else None) or minted
+    key = _edge_key(services, request, current, outcome.profiles.get(current or ""))
+    if key is not None and key != _cookie(request, EDGE_COOKIE):
+        # The events changed what the visitor's pages read: the next page uses the new key.
+        response.headers.append("Set-Cookie", cookies.edge_key(key))
+    return response
+
+
+def _cookie(request: Request, name: str) -> str | None:
+    return request.cookies.get(name)
+
+
+def _edge_key(
+    services: Services, request: Request, visitor_id: str | None, profile: dict[str, Any] | None
+) -> str | None:
+    """The visitor's edge key after the events, when their profile was just written."""
+    if visitor_id is None or profile is None or services.edge_keys is None:
+        return None
+    context = build_context(
+        request=request_facts(request.headers, visitor_id, None),
+        profile=profile,
+        audiences=services.audiences.current,
+        now=services.clock(),
+        locale=None,
+    )
+    return services.edge_keys.visitor_key(context)

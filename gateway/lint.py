@@ -13,39 +13,16 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from blocks.audiences import Audience
-from blocks.lint import Finding, lint_audiences, lint_page, malformed_page, summary
-from cms_adapters.base import CMSAdapter
-from cms_adapters.errors import CMSError, MalformedContent
+from blocks.lint import Finding, summary
+from cms_adapters.errors import CMSError
+from delivery.lint import lint_content
 from gateway.cli_args import iso_instant
 from profiles.audiences import AudienceFileError, audiences_from_file
-
-
-async def lint_content(
-    adapter: CMSAdapter,
-    audiences: Mapping[str, Audience],
-    now: datetime,
-    *,
-    drafts: bool = False,
-    slug: str | None = None,
-) -> list[Finding]:
-    """Every finding in the CMS's pages (or the page `slug`) and in the audience definitions."""
-    findings = lint_audiences(audiences)
-    slugs = [slug] if slug is not None else await adapter.list_pages()
-    for page in slugs:
-        try:
-            parsed = await adapter.fetch_page(page, preview=drafts)
-        except MalformedContent as exc:
-            message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
-            findings.append(malformed_page(page, exc.field, message))
-            continue
-        findings.extend(lint_page(page, parsed.document, audiences, now))
-    return findings
 
 
 def report(findings: list[Finding], fmt: str) -> str:

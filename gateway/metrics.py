@@ -22,14 +22,14 @@ from starlette.responses import Response
 # Imported for its side effect: the scoring metrics join the default registry.
 import scoring.metrics  # noqa: F401
 from blocks import conditions, templating
-from gateway.page_cache import PageResponseCache
-from resolvers.context import Services
+from delivery.services import Services
+from gateway.response_cache import ResponseCache
 
 
 class GatewayCollector(Collector):
     """Reads the plain counters of one running app at scrape time."""
 
-    def __init__(self, services: Services, page_cache: PageResponseCache | None) -> None:
+    def __init__(self, services: Services, page_cache: ResponseCache | None) -> None:
         self._services = services
         self._page_cache = page_cache
 
@@ -76,7 +76,7 @@ def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily
 
 
 def metrics_endpoint(
-    cms: str, page_cache: PageResponseCache | None
+    cms: str, page_cache: ResponseCache | None
 ) -> Callable[[Request], Awaitable[Response]]:
     """The `/metrics` route handler for an app whose services open in its lifespan."""
     registries: dict[int, CollectorRegistry] = {}

@@ -44,7 +44,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.auth import KeyRing, bearer_token
+from delivery.auth import KeyRing, bearer_token
 from gateway.client_ip import (
     ClientAddress,
     IPAddress,

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.auth import KeyRing, split_keys
+from delivery.auth import KeyRing, split_keys
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_CONTENT_DIR = DEMO_DIR / "content"
@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     introspection: bool = True
     max_graphql_body_bytes: int = Field(default=65_536, ge=1024)
     cookie_secure: bool = False
+    cookie_same_site: Literal["lax", "strict", "none"] = "lax"
+    # Edge delivery (issue 11).
+    cors_origins: str = Field(
+        default="", description="Comma-separated origins allowed to call with credentials; * any."
+    )
+    page_smaxage: int = Field(default=60, ge=0)
+    page_stale_while_revalidate: int = Field(default=30, ge=0)
+    page_stale_if_error: int = Field(default=86_400, ge=0)
+    edge_key_secret: SecretStr = Field(
+        default=SecretStr(""), description="HMAC key of edge keys; replicas must share it."
+    )
+    persisted_queries: Literal["apq", "trusted", "off"] = "apq"
+    persisted_queries_manifest: Path | None = None
     admin_keys: SecretStr = Field(
         default=SecretStr(""), description="Comma-separated admin keys (full access)."
     )

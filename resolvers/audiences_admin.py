@@ -16,6 +16,7 @@ from pymongo.errors import PyMongoError
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from delivery.errors import BadUserInput, PublicError
 from profiles.audiences import (
     AudienceError,
     AudienceFileError,
@@ -23,7 +24,6 @@ from profiles.audiences import (
     parse_audience_file,
 )
 from resolvers.context import GraphQLContext
-from resolvers.errors import BadUserInput, PublicError
 from resolvers.permissions import IsAdmin
 
 T = TypeVar("T")

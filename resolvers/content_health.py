@@ -11,9 +11,9 @@ from strawberry.types import Info
 from blocks.lint import RULES, summary
 from blocks.lint import Finding as LintFinding
 from cms_adapters.errors import CMSError, ContentNotFound
-from gateway.lint import lint_content
+from delivery.errors import ContentUnavailable, PageNotFound
+from delivery.lint import lint_content
 from resolvers.context import GraphQLContext
-from resolvers.errors import ContentUnavailable, PageNotFound
 from resolvers.permissions import CanPreview
 
 

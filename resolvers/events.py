@@ -8,14 +8,13 @@ from datetime import timedelta
 
 import strawberry
 
-from gateway.auth import Permission
+from delivery.auth import Permission
+from delivery.errors import BadUserInput, ProfileUnavailable
 from profiles.ingest import IngestOutcome, IngestRejected, IngestUnavailable
 from profiles.validation import Event, Problem, RequestDefaults, parse_event
-from resolvers.errors import BadUserInput, ProfileUnavailable
 from resolvers.inputs import FLAT_PROPERTIES, EventInput
 from resolvers.permissions import CanIngest
 from resolvers.query import TesseraInfo
-from resolvers.request_facts import request_facts
 
 _FLAT_NAMES = {name: attribute for attribute, name in FLAT_PROPERTIES.items()}
 _CAMEL = {"product_id": "productId"}
@@ -35,7 +34,7 @@ def validate_inputs(
     """Validate GraphQL event inputs; the current visitor is the default visitorId."""
     ctx = info.context
     services = ctx.services
-    facts = request_facts(ctx.request, ctx.visitor.id, None)
+    facts = ctx.delivery.facts()
     defaults = RequestDefaults(
         visitor_id=ctx.visitor.id, user_agent=facts.user_agent, country=facts.country
     )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 
 import strawberry
 from strawberry.scalars import JSON
 
+from delivery.request_facts import RequestContext
 from profiles.events import EventType as DomainEventType
 
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 # Flat `EventInput` fields that are `properties` in the event format.
 FLAT_PROPERTIES = {
     "product_id": "productId",
@@ -47,6 +46,17 @@ class RequestContextInput:
     path: str | None = None
     referrer: str | None = None
     utm: UtmInput | None = None
+
+    def domain(self) -> RequestContext:
+        """The plain request context the delivery layer reads."""
+        utm = vars(self.utm) if self.utm is not None else {}
+        return RequestContext(
+            device=self.device.value if self.device is not None else None,
+            country=self.country,
+            path=self.path,
+            referrer=self.referrer,
+            utm={key: value for key, value in utm.items() if isinstance(value, str) and value},
+        )
 
 
 # The domain enum itself is the GraphQL enum, so inputs need no translation.
@@ -107,13 +117,3 @@ class EventInput:
         if self.properties is not None and not isinstance(self.properties, dict):
             raw["properties"] = self.properties  # reported as "must be an object"
         return raw
-
-
-def valid_country(value: str | None) -> str | None:
-    """The upper-cased country code; raises ValueError when it is not one."""
-    if value is None:
-        return None
-    code = value.strip().upper()
-    if not _COUNTRY.match(code):
-        raise ValueError(f"context.country: {value!r} is not an ISO 3166-1 alpha-2 code")
-    return code

@@ -5,12 +5,11 @@ from __future__ import annotations
 import strawberry
 
 from blocks.context import build_context
-from resolvers.errors import BadUserInput
+from delivery.errors import BadUserInput
 from resolvers.events import graphql_field, submit, validate_inputs
 from resolvers.inputs import EventInput
 from resolvers.permissions import CanIngest
 from resolvers.query import TesseraInfo, visitor_view
-from resolvers.request_facts import request_facts
 from resolvers.types import Visitor
 
 
@@ -43,7 +42,7 @@ class Mutation:
         if profile is None:
             profile = await services.store.get(tracked.visitor_id)
         targeting = build_context(
-            request=request_facts(ctx.request, tracked.visitor_id, None),
+            request=ctx.delivery.facts(visitor_id=tracked.visitor_id),
             profile=profile,
             audiences=services.audiences.current,
             now=services.clock(),

@@ -2,8 +2,10 @@
 
 A query whose only root field is `page` (plus `__typename`) produces a
 response that depends on nothing but the page content, the locale served and
-the decisions. Reading its arguments up front lets the HTTP layer decide the
-page first and reuse a response already produced for the same decisions.
+the decisions. Reading its arguments up front (from the document the schema
+executes, parsed once) lets the HTTP edge decide the page first, through the
+request's `Delivery`, and reuse a response already produced for the same
+decisions; the resolver then finds that same decision.
 
 Only simple forms are recognised (string, enum, null, object and variable
 values); anything else returns None and the query takes the ordinary path,
@@ -13,14 +15,13 @@ where Strawberry validates it and reports errors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     EnumValueNode,
     FieldNode,
     FragmentDefinitionNode,
-    GraphQLError,
     NullValueNode,
     ObjectValueNode,
     OperationDefinitionNode,
@@ -28,10 +29,10 @@ from graphql import (
     StringValueNode,
     ValueNode,
     VariableNode,
-    parse,
 )
 
-from resolvers.inputs import Device, RequestContextInput, UtmInput
+from delivery.request_facts import RequestContext
+from resolvers.inputs import Device
 
 _NOT_SIMPLE = object()
 _CONTEXT_FIELDS = {"device", "country", "path", "referrer", "utm"}
@@ -44,7 +45,7 @@ class PageArgs:
 
     slug: str
     locale: str | None
-    context: RequestContextInput | None
+    context: RequestContext | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +54,7 @@ class _Shape:
     defaults: tuple[tuple[str, ValueNode | None], ...]
 
 
-@lru_cache(maxsize=512)
-def _shape(query: str, operation_name: str | None, max_tokens: int) -> _Shape | None:
-    try:
-        # Capped like the GraphQL parse: this runs first, on any query text.
-        document = parse(query, max_tokens=max_tokens)
-    except GraphQLError:
-        return None
+def _shape(document: DocumentNode, operation_name: str | None) -> _Shape | None:
     operations = []
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
@@ -113,7 +108,7 @@ def _optional_str(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
-def _context(value: Any) -> RequestContextInput | object | None:
+def _context(value: Any) -> RequestContext | object | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not set(value) <= _CONTEXT_FIELDS:
@@ -130,20 +125,20 @@ def _context(value: Any) -> RequestContextInput | object | None:
         return _NOT_SIMPLE
     if not all(_optional_str(value.get(key)) for key in ("country", "path", "referrer")):
         return _NOT_SIMPLE
-    return RequestContextInput(
-        device=Device[device] if device is not None else None,
+    return RequestContext(
+        device=Device[device].value if device is not None else None,
         country=value.get("country"),
         path=value.get("path"),
         referrer=value.get("referrer"),
-        utm=UtmInput(**utm) if utm is not None else None,
+        utm={key: item for key, item in (utm or {}).items() if item},
     )
 
 
 def page_arguments(
-    query: str, operation_name: str | None, variables: dict[str, Any] | None, *, max_tokens: int
+    document: DocumentNode, operation_name: str | None, variables: dict[str, Any] | None
 ) -> PageArgs | None:
     """The `page` arguments of a page-only query, or None for any other query."""
-    shape = _shape(query, operation_name, max_tokens)
+    shape = _shape(document, operation_name)
     if shape is None:
         return None
     variables = variables or {}
@@ -155,5 +150,5 @@ def page_arguments(
     context = _context(values.get("context"))
     if not isinstance(slug, str) or not _optional_str(locale) or context is _NOT_SIMPLE:
         return None
-    assert context is None or isinstance(context, RequestContextInput)
+    assert context is None or isinstance(context, RequestContext)
     return PageArgs(slug=slug, locale=locale, context=context)

@@ -7,9 +7,9 @@ from typing import Any
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
-from gateway.auth import Permission
+from delivery.auth import Permission
+from delivery.errors import Forbidden, Unauthenticated
 from resolvers.context import GraphQLContext
-from resolvers.errors import Forbidden, Unauthenticated
 
 
 class _Requires(BasePermission):

@@ -10,15 +10,13 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from blocks.context import RequestFacts
-from resolvers.assembly import PlannedPage, targeting_context
+from delivery.errors import BadUserInput
+from delivery.pages import AssembledPage
+from delivery.preview import assemble_preview
 from resolvers.context import GraphQLContext
-from resolvers.errors import BadUserInput
 from resolvers.inputs import RequestContextInput
-from resolvers.page_plan import PageArgs
-from resolvers.preview import PreviewInput, assemble_preview
-from resolvers.request_facts import request_facts
-from resolvers.types import Page, Visitor, build_block
+from resolvers.preview import PreviewInput
+from resolvers.types import CacheScope, Page, Visitor, build_block
 
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
@@ -49,6 +47,25 @@ def visitor_view(attributes: dict[str, object], visitor_id: str, available: bool
     )
 
 
+def page_view(assembled: AssembledPage) -> Page:
+    """The `Page` object for a decided page."""
+    blocks = [
+        build_block(block.id, block.type, assembled.locale, rendered.fields, record)
+        for block, record, rendered in zip(
+            assembled.page.blocks, assembled.decision.decisions, assembled.rendered, strict=True
+        )
+    ]
+    return Page(
+        slug=assembled.page.slug,
+        title=assembled.page.title_for(assembled.locale),
+        locale=assembled.locale,
+        personalized=assembled.decision.personalized,
+        blocks=blocks,
+        preview=assembled.preview,
+        cache_scope=CacheScope(assembled.cache_scope),
+    )
+
+
 @strawberry.type
 class Query:
     @strawberry.field(description="A page with each block in the variant chosen for you.")
@@ -64,36 +81,25 @@ class Query:
         if locale is not None and not _LOCALE.match(locale):
             raise BadUserInput(f"locale: {locale!r} is not a BCP 47 tag such as 'en-US'.")
         ctx = info.context
-        planned: PlannedPage | None = getattr(ctx.request.state, "page_plan", None)
+        request_context = context.domain() if context is not None else None
         if preview is not None:
-            assembled = await assemble_preview(ctx, slug, locale, context, preview)
-        elif planned is not None and planned.args == PageArgs(slug, locale, context):
-            # The HTTP layer already decided this page; the response it caches is
-            # then exactly a function of that decision.
-            assembled = planned.assembled
-            ctx.request.state.page_plan_used = True
-        else:
-            facts = request_facts(ctx.request, ctx.visitor.id, context)
-            assembled = await ctx.reads.page(slug, locale, facts)
-        blocks = [
-            build_block(block.id, block.type, rendered.fields, record)
-            for block, record, rendered in zip(
-                assembled.page.blocks, assembled.decision.decisions, assembled.rendered, strict=True
+            assembled = await assemble_preview(
+                ctx.delivery,
+                ctx.principal,
+                slug,
+                locale,
+                request_context,
+                preview.spec(),
+                drafts=preview.drafts,
+                visitor_id=preview.visitor_id,
             )
-        ]
-        return Page(
-            slug=assembled.page.slug,
-            title=assembled.page.title_for(assembled.locale),
-            locale=assembled.locale,
-            personalized=assembled.decision.personalized,
-            blocks=blocks,
-            preview=assembled.preview,
-        )
+        else:
+            assembled = await ctx.delivery.page(slug, locale, request_context)
+        return page_view(assembled)
 
     @strawberry.field(description="What Tessera knows about the current visitor.")
     async def visitor(self, info: TesseraInfo) -> Visitor:
-        """Resolve `visitor` from the profile and the request."""
+        """Resolve `visitor` from the profile and the request (never shared)."""
         ctx = info.context
-        facts: RequestFacts = request_facts(ctx.request, ctx.visitor.id, None)
-        targeting = await targeting_context(ctx.reads, facts, None)
+        targeting = await ctx.delivery.visitor_context()
         return visitor_view(dict(targeting.attributes), ctx.visitor.id, targeting.profile_available)

@@ -9,17 +9,17 @@ from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
     MaskErrors,
-    ParserCache,
     SchemaExtension,
     ValidationCache,
 )
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from delivery.errors import PublicError
 from resolvers.audiences_admin import AudienceMutation, AudienceQuery
 from resolvers.content_health import ContentHealthQuery
-from resolvers.errors import PublicError
 from resolvers.events import EventMutation
+from resolvers.extensions.parse_cache import DOCUMENT_CACHE_SIZE, ParseCache
 from resolvers.extensions.query_cost import QueryLimits, query_cost
 from resolvers.gdpr import GdprMutation, GdprQuery
 from resolvers.mutation import Mutation
@@ -31,8 +31,6 @@ RootQuery = merge_types("Query", (Query, AudienceQuery, ContentHealthQuery, Gdpr
 RootMutation = merge_types("Mutation", (Mutation, AudienceMutation, EventMutation, GdprMutation))
 
 MAX_QUERY_TOKENS = 3000
-# Bounded: the key is the query text, which clients control.
-DOCUMENT_CACHE_SIZE = 512
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -61,9 +59,9 @@ def build_schema(
 ) -> strawberry.Schema:
     """The public schema; extensions are factories so each request gets fresh ones."""
     extensions: list[Callable[[], SchemaExtension]] = [
-        # First: it caps the parse and refuses a document before any rule walks it.
-        query_cost(limits or QueryLimits(), max_tokens),
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ParseCache(max_tokens),
+        # Before validation: it refuses a document before any rule walks it.
+        query_cost(limits or QueryLimits()),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: MaskErrors(
             should_mask_error=_should_mask,

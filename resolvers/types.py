@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import Any, cast
 
 import strawberry
@@ -50,7 +51,11 @@ class Decision:
 
 @strawberry.interface(description="A modular piece of a page, in the variant chosen for you.")
 class Block:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="Unique per block, locale and variant (`<blockId>:<locale>:<variantId>`), "
+        "so a client's normalized cache never mixes languages or variants."
+    )
+    block_id: str = strawberry.field(description="The block's id in the CMS.")
     type: str = strawberry.field(description="The CMS block type, e.g. `hero`.")
     variant_id: str
     decision: Decision
@@ -64,7 +69,7 @@ class Block:
     def rendered_html(self, info: strawberry.Info) -> str:
         """Render the block with the configured per-type template."""
         renderer = info.context.services.renderer
-        html: str = renderer.render(self.type, str(self.id), self.variant_id, self.served_fields)
+        html: str = renderer.render(self.type, self.block_id, self.variant_id, self.served_fields)
         return html
 
 
@@ -177,11 +182,16 @@ _BUILDERS: dict[str, Callable[[_Common, Mapping[str, Any]], Block]] = {
 
 
 def build_block(
-    block_id: str, block_type: str, fields: Mapping[str, Any], record: DecisionRecord
+    block_id: str,
+    block_type: str,
+    locale: str,
+    fields: Mapping[str, Any],
+    record: DecisionRecord,
 ) -> Block:
     """The GraphQL object for a block shown in the variant `record` chose."""
     common: _Common = {
-        "id": strawberry.ID(block_id),
+        "id": strawberry.ID(f"{block_id}:{locale}:{record.variant_id}"),
+        "block_id": block_id,
         "type": block_type,
         "variant_id": record.variant_id,
         "decision": Decision.from_record(record),
@@ -204,6 +214,13 @@ BLOCK_TYPES: list[type[Block]] = [
 ]
 
 
+@strawberry.enum(description="Who may share a cached copy of the response.")
+class CacheScope(Enum):
+    PUBLIC = "public"
+    AUDIENCE = "audience"
+    PRIVATE = "private"
+
+
 @strawberry.type(description="A page assembled for this visitor.")
 class Page:
     slug: str
@@ -216,6 +233,12 @@ class Page:
     preview: bool = strawberry.field(
         default=False,
         description="True for an editor's preview (simulated visitor, drafts): never cache it.",
+    )
+    cache_scope: CacheScope = strawberry.field(
+        default=CacheScope.PRIVATE,
+        description="What the decisions read: `PUBLIC` (nothing about the visitor), "
+        "`AUDIENCE` (audiences, device, country: shared under an edge key) or `PRIVATE`. "
+        "The response's Cache-Control is the strictest scope of everything it shows.",
     )
 
 

@@ -15,9 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import io
-import os
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ from gridfs import AsyncGridFSBucket
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
+from common.state_secret import state_secret
 from scoring.errors import ModelNotFound, SignatureMismatch
 
 BUCKET = "models"
@@ -88,27 +87,7 @@ class LoadedModel:
 
 def signing_key_from(secret: str, state_dir: Path) -> bytes:
     """The HMAC key: the configured secret, else one generated once under `state_dir`."""
-    if secret:
-        return secret.encode("utf-8")
-    # A single-node default only: replicas sharing a database must share MODEL_SIGNING_KEY.
-    path = state_dir / "model-signing.key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # Created owner-only from the start, and by one process only: O_EXCL makes a
-        # concurrent creator (another worker starting) read this key instead of its own.
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(secrets.token_hex(32))
-    # A concurrent creator may not have written it yet (one small write): wait briefly.
-    deadline = time.monotonic() + 5.0
-    while not (key := path.read_text(encoding="utf-8").strip()):
-        if time.monotonic() > deadline:
-            raise ValueError(f"{path} is empty: delete it or set MODEL_SIGNING_KEY")
-        time.sleep(0.01)
-    return key.encode("utf-8")
+    return state_secret(secret, state_dir / "model-signing.key", "MODEL_SIGNING_KEY")
 
 
 def _signature(key: bytes, version: str, kind: str, data: bytes) -> str:

@@ -30,7 +30,7 @@ PREFERENCES = {
     "DESKTOP": {"alerts-plain": 0.04, "alerts-countdown": 0.03, "alerts-savings": 0.13},
 }
 QUERY = """query($context: RequestContextInput) { page(slug: "sale", context: $context) {
-  blocks { id variantId decision { reason score propensity modelVersion } } } }"""
+  blocks { blockId variantId decision { reason score propensity modelVersion } } } }"""
 
 
 async def visit(
@@ -51,7 +51,7 @@ async def visit(
     )
     response.raise_for_status()
     blocks = response.json()["data"]["page"]["blocks"]
-    block = next(b for b in blocks if b["id"] == BLOCK)
+    block = next(b for b in blocks if b["blockId"] == BLOCK)
     variant = block["variantId"]
     clicked = rng.random() < PREFERENCES[device].get(variant, 0.0)
     if clicked:

@@ -18,6 +18,7 @@ from gateway.app import create_app
 from gateway.embedded_mongo import EmbeddedMongo
 from gateway.settings import DEMO_CONTENT_DIR, Settings
 from tests.graphql_helpers import ADMIN_KEY, PUBLISHABLE_KEY
+from tests.redis_server import free_port, start_redis, stop_redis
 
 # Before the demo's Black Friday banner starts, so decisions are deterministic.
 FIXED_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -40,6 +41,14 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedM
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server (real, no persistence) for the whole session."""
+    process = start_redis(port := free_port(), tmp_path_factory.mktemp("redis"))
+    yield f"redis://127.0.0.1:{port}/0"
+    stop_redis(process)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ query Page($slug: String!, $locale: String, $context: RequestContextInput) {
   page(slug: $slug, locale: $locale, context: $context) {
     slug title locale personalized
     blocks {
-      id type variantId
+      id blockId type variantId
       decision { variantId reason ruleId score experiment bucket }
       ... on HeroBlock { heading subheading cta { label url } image { url alt } }
       ... on BannerBlock { text tone link { label url } }
@@ -51,9 +51,9 @@ async def graphql(
 
 def variants(page: dict[str, Any]) -> dict[str, str]:
     """Block id → chosen variant id."""
-    return {block["id"]: block["variantId"] for block in page["blocks"]}
+    return {block["blockId"]: block["variantId"] for block in page["blocks"]}
 
 
 def reasons(page: dict[str, Any]) -> dict[str, str]:
     """Block id → decision reason."""
-    return {block["id"]: block["decision"]["reason"] for block in page["blocks"]}
+    return {block["blockId"]: block["decision"]["reason"] for block in page["blocks"]}

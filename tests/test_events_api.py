@@ -113,7 +113,7 @@ async def test_admin_key_may_ingest(client: httpx.AsyncClient) -> None:
 
 
 async def test_out_of_scope_key_is_403(client: httpx.AsyncClient, running_app: Any) -> None:
-    from gateway.auth import KeyRing
+    from delivery.auth import KeyRing
 
     app = running_app[0]
     app.state.services.keys = KeyRing(preview=["preview-token"])
@@ -162,7 +162,7 @@ async def test_all_bad_is_400_and_bad_bodies_are_clear(client: httpx.AsyncClient
 
 
 async def test_limits_answer_413(client: httpx.AsyncClient, running_app: Any) -> None:
-    from resolvers.context import IngestLimits
+    from delivery.services import IngestLimits
 
     running_app[0].state.services.ingest_limits = IngestLimits(max_body_bytes=2048, max_events=3)
     response = await post(client, [event() for _ in range(4)])

@@ -37,7 +37,7 @@ async def test_new_and_high_value_visitors_see_different_variants(
     assert variants(vip)["home-hero"] == "vip-early-access"
     assert reasons(vip)["home-hero"] == "audience:high_value"
     assert variants(vip)["home-products"] == "members-new"
-    hero = next(block for block in vip["blocks"] if block["id"] == "home-hero")
+    hero = next(block for block in vip["blocks"] if block["blockId"] == "home-hero")
     assert hero["heading"] == "Members' early access is open"
     assert hero["decision"]["ruleId"] == "home-hero/vip-early-access"
 
@@ -46,7 +46,7 @@ async def test_page_shape_blocks_in_order_with_typed_fields(client: httpx.AsyncC
     page = await page_for(client, "demo-returning")
     assert page["slug"] == "home"
     assert page["locale"] == "en-US"
-    assert [block["id"] for block in page["blocks"]] == [
+    assert [block["blockId"] for block in page["blocks"]] == [
         "site-banner",
         "home-hero",
         "home-products",
@@ -55,7 +55,7 @@ async def test_page_shape_blocks_in_order_with_typed_fields(client: httpx.AsyncC
         "home-cta",
         "store-finder",
     ]
-    by_id = {block["id"]: block for block in page["blocks"]}
+    by_id = {block["blockId"]: block for block in page["blocks"]}
     assert by_id["home-products"]["products"][0]["sku"] == "TENT-2P"
     assert by_id["home-story"]["html"].startswith("<h2>Tested where it matters")
     # A type the schema does not model comes through as GenericBlock JSON.
@@ -74,7 +74,7 @@ async def test_condition_and_cart_abandoner_targeting(client: httpx.AsyncClient)
     assert variants(page)["home-hero"] == "cart-reminder"
     # The condition variant outranks the audience one by priority.
     assert variants(page)["home-cta"] == "big-cart-express"
-    cta = next(block for block in page["blocks"] if block["id"] == "home-cta")
+    cta = next(block for block in page["blocks"] if block["blockId"] == "home-cta")
     assert cta["decision"] == {
         "variantId": "big-cart-express",
         "reason": "condition",

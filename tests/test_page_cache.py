@@ -12,7 +12,7 @@ from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
 from gateway.app import create_app
-from gateway.page_cache import PageResponseCache
+from gateway.response_cache import ResponseCache
 from gateway.settings import Settings
 from tests.conftest import Clock
 from tests.graphql_helpers import INGEST, PAGE_QUERY, graphql, variants
@@ -32,7 +32,7 @@ async def uncached_client(settings: Settings, clock: Clock) -> AsyncIterator[htt
 async def test_same_decisions_share_a_response_other_decisions_do_not(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    cache: PageResponseCache = app.state.page_cache
+    cache: ResponseCache = app.state.response_cache
     first = await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor="new-1")
     assert (cache.hits, cache.misses) == (0, 1)
     # Another new visitor: same decisions, same bytes, served without execution.
@@ -66,7 +66,7 @@ async def test_a_visitor_whose_decisions_change_gets_a_new_response(
 async def test_new_content_version_is_never_served_from_old_responses(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    cache: PageResponseCache = app.state.page_cache
+    cache: ResponseCache = app.state.response_cache
     await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor="a")
     await app.state.services.content.invalidate("home")
     await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor="b")
@@ -85,16 +85,16 @@ async def test_new_content_version_is_never_served_from_old_responses(
 async def test_queries_outside_the_plan_are_never_cached(
     client: httpx.AsyncClient, app: Starlette, query: str
 ) -> None:
-    cache: PageResponseCache = app.state.page_cache
+    cache: ResponseCache = app.state.response_cache
     for visitor in ("x1", "x2"):
         response = await graphql(client, query, visitor=visitor)
         assert response.status_code == 200
     assert cache.hits == 0
-    assert len(cache.cache) == 0
+    assert len(cache) == 0
 
 
 async def test_get_requests_and_accept_variants(client: httpx.AsyncClient, app: Starlette) -> None:
-    cache: PageResponseCache = app.state.page_cache
+    cache: ResponseCache = app.state.response_cache
     params = {"query": '{ page(slug: "about") { title blocks { id variantId } } }'}
     one = await client.get("/graphql", params=params, headers={"X-Visitor-Id": "g1"})
     two = await client.get("/graphql", params=params, headers={"X-Visitor-Id": "g2"})

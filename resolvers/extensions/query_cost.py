@@ -19,7 +19,7 @@ bounds, per operation:
   for (each is a walk of the whole schema).
 
 The parse itself is bounded by `MAX_QUERY_TOKENS` (graphql-core's
-`max_tokens`), so the document this walks is never large.
+`max_tokens`, see `parse_cache`), so the document this walks is never large.
 """
 
 from __future__ import annotations
@@ -279,16 +279,10 @@ def analyze(schema: GraphQLSchema, document: DocumentNode, limits: QueryLimits) 
 
 
 class QueryCost(SchemaExtension):
-    """Bound the parse (tokens) and refuse over-limit documents before validation."""
+    """Refuse over-limit documents before validation."""
 
-    def __init__(self, limits: QueryLimits, max_tokens: int) -> None:
+    def __init__(self, limits: QueryLimits) -> None:
         self.limits = limits
-        self.max_tokens = max_tokens
-
-    def on_operation(self) -> Iterator[None]:
-        """Cap the tokens graphql-core's parser reads (it stops at the cap)."""
-        self.execution_context.parse_options["max_tokens"] = self.max_tokens
-        yield
 
     def on_validate(self) -> Iterator[None]:
         """Refuse before any validation rule walks the document."""
@@ -300,10 +294,10 @@ class QueryCost(SchemaExtension):
         yield
 
 
-def query_cost(limits: QueryLimits, max_tokens: int) -> Callable[[], SchemaExtension]:
-    """An extension factory bounding every operation by `limits` and `max_tokens`."""
+def query_cost(limits: QueryLimits) -> Callable[[], SchemaExtension]:
+    """An extension factory bounding every operation by `limits`."""
 
     def factory() -> SchemaExtension:
-        return QueryCost(limits, max_tokens)
+        return QueryCost(limits)
 
     return factory

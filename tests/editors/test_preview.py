@@ -16,7 +16,7 @@ query($slug: String!, $preview: PreviewInput) {
   page(slug: $slug, preview: $preview) {
     title preview personalized
     blocks {
-      id variantId decision { reason ruleId }
+      id blockId variantId decision { reason ruleId }
       ... on HeroBlock { heading subheading }
       ... on CallToActionBlock { heading }
     }
@@ -61,8 +61,8 @@ async def test_preview_is_never_cacheable_and_says_so(
         assert response.headers["cache-control"] == "private, no-store"
         assert response.headers["x-tessera-preview"] == "true"
         assert response.json()["data"]["page"]["preview"] is True
-    cache = app.state.page_cache
-    assert len(cache.cache) == 0
+    cache = app.state.response_cache
+    assert len(cache) == 0
     assert (cache.hits, cache.misses) == (0, 0)
     # An ordinary request is not a preview.
     ordinary = await graphql(client, QUERY, {"slug": "home"}, visitor="v1")
@@ -104,7 +104,7 @@ async def test_attribute_overrides_drive_conditions_audiences_and_templates(
     assert variants(page)["home-cta"] == "big-cart-express"
     assert reasons(page)["home-cta"] == "condition"
     page = await _page(client, {"attributes": {"traits.pageViews": 7}})
-    hero = next(b for b in page["blocks"] if b["id"] == "home-hero")
+    hero = next(b for b in page["blocks"] if b["blockId"] == "home-hero")
     assert hero["variantId"] == "welcome-back"  # `returning` computed from the override
     assert hero["subheading"] == "Visit number 7: new arrivals since your last one."
 

@@ -17,7 +17,7 @@ from tests.graphql_helpers import graphql
 
 QUERY = """
 query($slug: String!, $preview: PreviewInput) {
-  page(slug: $slug, preview: $preview) { blocks { id type variantId renderedHtml } }
+  page(slug: $slug, preview: $preview) { blocks { id blockId type variantId renderedHtml } }
 }
 """
 AUDIENCES = [
@@ -106,7 +106,7 @@ async def test_rendered_html_escapes_templated_values(client: httpx.AsyncClient)
     body = (
         await graphql(client, QUERY, {"slug": "home", "preview": preview}, headers=PREVIEW)
     ).json()
-    hero = next(b for b in body["data"]["page"]["blocks"] if b["id"] == "home-hero")
+    hero = next(b for b in body["data"]["page"]["blocks"] if b["blockId"] == "home-hero")
     assert hero["variantId"] == "welcome-back"
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in hero["renderedHtml"]
     check_accessible(hero["renderedHtml"])

@@ -21,7 +21,7 @@ def _hero(response: httpx.Response) -> dict[str, object]:
     body = response.json()
     assert "errors" not in body, body
     block: dict[str, object] = body["data"]["page"]["blocks"][1]
-    assert block["id"] == "home-hero"
+    assert block["blockId"] == "home-hero"
     return block
 
 
@@ -41,7 +41,7 @@ async def test_templated_fields_are_rendered_per_visitor_even_with_equal_decisio
     assert first["subheading"] == "Visit number 5: new arrivals since your last one."
     assert second["subheading"] == "Visit number 9: new arrivals since your last one."
     assert again == first
-    cache = app.state.page_cache
+    cache = app.state.response_cache
     assert cache.hits == 1  # only tpl-a's own repeat
 
 

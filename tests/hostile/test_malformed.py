@@ -31,11 +31,11 @@ def body(query: str = "{ __typename }", **extra: object) -> bytes:
 JSON = {"Content-Type": "application/json"}
 
 GRAPHQL_CASES = {
-    "deep-array": (DEEP_GRAPHQL, "nested deeper than 64 levels"),
-    "deep-object": (DEEP_GRAPHQL_OBJECT, "nested deeper than 64 levels"),
+    "deep-array": (DEEP_GRAPHQL, "nested too deeply"),
+    "deep-object": (DEEP_GRAPHQL_OBJECT, "nested too deeply"),
     "deep-variables": (
         b'{"query": "{ __typename }", "variables": {"x": ' + DEEP_GRAPHQL + b"}}",
-        "nested deeper than 64 levels",
+        "nested too deeply",
     ),
     "null": (b"null", "must be a JSON object"),
     "number": (b"42", "must be a JSON object"),
@@ -59,7 +59,7 @@ async def test_graphql_post_bodies(client: httpx.AsyncClient, case: str) -> None
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
-        ("[" * 2000 + "]" * 2000, "nested deeper than 64 levels"),
+        ("[" * 2000 + "]" * 2000, "nested too deeply"),
         ('{"x": 1e999999}', "too large"),
         ('{"x": "\\udfff"}', "lone UTF-16 surrogate"),
     ],
@@ -108,10 +108,11 @@ async def test_a_valid_request_still_works(client: httpx.AsyncClient) -> None:
 
 
 EVENT_CASES = {
-    "deep": (DEEP, "nested deeper than 64 levels"),
-    "deep-object": (DEEP_OBJECT, "nested deeper than 64 levels"),
-    "infinity": (b'[{"type": "page_view", "properties": {"x": 1e999999}}]', "too large"),
-    "nan": (b'[{"type": "page_view", "properties": {"x": NaN}}]', "NaN"),
+    "deep": (DEEP, "nested too deeply"),
+    "deep-object": (DEEP_OBJECT, "nested too deeply"),
+    # Values are checked per event (the others in a batch are kept): a 400 naming it.
+    "infinity": (b'[{"type": "page_view", "properties": {"x": 1e999999}}]', "finite number"),
+    "nan": (b'[{"type": "page_view", "properties": {"x": NaN}}]', "finite number"),
     "utf-16": ('[{"type": "page_view"}]'.encode("utf-16"), "not UTF-8"),
     "surrogate": (b'[{"type": "page_view", "properties": {"x": "\\ud800"}}]', "surrogate"),
 }
@@ -125,7 +126,7 @@ async def test_event_bodies(client: httpx.AsyncClient, case: str, authorized: bo
     response = await client.post("/v1/events", content=content, headers=headers)
     if authorized:
         assert response.status_code == 400, response.text
-        assert expected in response.json()["error"]
+        assert expected in response.text
     else:
         assert response.status_code == 401  # an anonymous caller learns nothing of the body
 
@@ -133,7 +134,7 @@ async def test_event_bodies(client: httpx.AsyncClient, case: str, authorized: bo
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        (DEEP_OBJECT, "nested deeper than 64 levels"),
+        (DEEP_OBJECT, "nested too deeply"),
         (b'{"pages": ["\\ud800"]}', "surrogate"),
         (b'{"pages": [1e999999]}', "too large"),
         (b"null", "must be a JSON object"),

@@ -14,7 +14,8 @@ from prometheus_client import REGISTRY
 from tests.graphql_helpers import ADMIN_KEY, PUBLISHABLE_KEY
 from tests.ratelimit.conftest import Gateway, GatewayFactory
 
-TYPENAME = {"query": "{ __typename }"}
+# A private answer: publicly cacheable ones carry no RateLimit headers (see ratelimit.py).
+TYPENAME = {"query": "{ __typename visitor { known } }"}
 # One token per 100 s: nothing refills while a test runs, so counts are exact.
 SLOW = 0.01
 
@@ -49,7 +50,7 @@ async def test_graphql_burst_then_429_with_retry_after(limited: GatewayFactory) 
         for _ in range(3):
             response = await post_graphql(client)
             assert response.status_code == 200, response.text
-            assert response.json() == {"data": {"__typename": "Query"}}
+            assert response.json() == {"data": {"__typename": "Query", "visitor": {"known": False}}}
             remaining.append(response.headers["RateLimit-Remaining"])
         assert remaining == ["2", "1", "0"]
         assert response.headers["RateLimit-Limit"] == "3"

@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 import gateway.ratelimit as ratelimit
 from gateway.ratelimit import Bucket, BucketStoreUnavailable, Limit, RateLimiter, RedisBuckets
 from gateway.settings import Settings
-from tests.ratelimit.conftest import GatewayFactory, free_port, start_redis, stop_redis
+from tests.ratelimit.conftest import GatewayFactory
+from tests.redis_server import free_port, start_redis, stop_redis
 
 TYPENAME = {"query": "{ __typename }"}
 

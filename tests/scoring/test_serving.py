@@ -16,9 +16,9 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
+from delivery.services import Services
 from gateway.app import create_app
 from gateway.settings import Settings
-from resolvers.context import Services
 from scoring.exposures import EXPOSURES, ExposureLog, block_exposures
 from scoring.registry import BUCKET, STATE, ModelRegistry
 from scoring.serving import ModelServer
@@ -33,7 +33,7 @@ POLL = 0.05
 QUERY = """
 query($slug: String!) {
   page(slug: $slug) {
-    blocks { id variantId decision { variantId reason score propensity modelVersion } }
+    blocks { blockId variantId decision { variantId reason score propensity modelVersion } }
   }
 }
 """
@@ -97,7 +97,7 @@ async def _hero(client: httpx.AsyncClient, visitor: str = "v-1") -> dict[str, An
     body = response.json()
     assert "errors" not in body, body
     block: dict[str, Any] = body["data"]["page"]["blocks"][0]
-    assert block["id"] == "deals-hero"
+    assert block["blockId"] == "deals-hero"
     return block
 
 
@@ -293,7 +293,7 @@ async def test_a_served_page_view_logs_one_document_holding_its_blocks(
     # The blocks, in page order, are exactly the decisions the page was served with.
     assert all(set(block) == BLOCK_KEYS for block in page["blocks"])
     fields = ("variantId", "reason", "score", "propensity", "modelVersion")
-    assert [(b["id"], *(b["decision"][f] for f in fields)) for b in served] == [
+    assert [(b["blockId"], *(b["decision"][f] for f in fields)) for b in served] == [
         (b["blockId"], *(b[f] for f in fields)) for b in page["blocks"]
     ]
     hero, banner = page["blocks"]

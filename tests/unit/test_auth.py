@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.auth import (
+from delivery.auth import (
     ADMIN,
     PREVIEWER,
     PUBLISHABLE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resolvers.request_facts import device_from_headers
+from delivery.request_facts import device_from_headers
 
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "

@@ -247,7 +247,11 @@ def test_no_eligible_variant_falls_back_to_default() -> None:
     )
     decision = select_variant(b, context(locale="en-US"))
     assert decision == Decision(
-        block_id="hero", variant_id="base", reason=REASON_DEFAULT, scope="audience"
+        block_id="hero",
+        variant_id="base",
+        reason=REASON_DEFAULT,
+        scope="audience",
+        facts=frozenset({"audience:vip", "consent"}),
     )
 
 
@@ -300,7 +304,8 @@ def test_profile_unavailable_serves_the_default_with_fallback_reason() -> None:
         variant_id="base",
         reason=REASON_PROFILE_UNAVAILABLE,
         rule_id=None,
-        scope="public",
+        # A degraded page is never shared, whatever the block reads.
+        scope="individual",
     )
     assert REASON_PROFILE_UNAVAILABLE == "fallback:profile-unavailable"
 
@@ -334,15 +339,36 @@ def test_profile_unavailable_serves_the_default_with_fallback_reason() -> None:
             id="audience-not-matched-still-read",
         ),
         pytest.param(
-            [variant("base"), variant("m", condition={"device": "mobile"})],
+            [variant("base"), variant("big", condition={"cart.value": {"$gt": 100}})],
             context(),
             "individual",
             id="condition-not-matched-still-read",
         ),
         pytest.param(
+            [variant("base"), variant("m", condition={"device": "mobile"})],
+            context(),
+            "audience",
+            id="condition-on-edge-facts-only",
+        ),
+        pytest.param(
+            [variant("base"), variant("m", condition={"utm.campaign": "spring", "hour": 9})],
+            context(),
+            "public",
+            id="condition-on-request-arguments-and-clock",
+        ),
+        pytest.param(
             [
                 variant("base"),
-                variant("m", condition={"device": "mobile"}, priority=1),
+                variant("m", condition={"$or": [{"device": "mobile"}, {"traits.orders": 3}]}),
+            ],
+            context(),
+            "individual",
+            id="any-profile-attribute-is-individual",
+        ),
+        pytest.param(
+            [
+                variant("base"),
+                variant("big", condition={"cart.value": {"$gt": 100}}, priority=1),
                 variant("vip", audiences=("vip",), priority=99),
             ],
             context(audiences={"vip"}),
@@ -412,7 +438,9 @@ def test_select_page_keeps_page_order_and_decides_each_block() -> None:
         ("mike", "m-mobile", REASON_CONDITION),
     ]
     assert result.personalized is True
-    assert result.scope == "individual"
+    # Audiences and a device condition: shareable among visitors with the same facts.
+    assert result.scope == "audience"
+    assert result.facts == {"audience:vip", "device", "consent"}
 
 
 def test_select_page_without_profile_is_all_defaults_and_unpersonalized() -> None:

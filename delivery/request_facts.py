@@ -1,16 +1,43 @@
-"""What the HTTP request says about the visitor: device, country, referrer, UTM."""
+"""What the request says about the visitor: device, country, referrer, UTM.
+
+From the headers, overridden by what a server-side renderer passes in the
+`context` argument (`RequestContext`), which wins.
+"""
 
 from __future__ import annotations
 
-from starlette.requests import HTTPConnection
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from blocks.context import RequestFacts
+from delivery.errors import BadUserInput
 from profiles.devices import classify_device
-from resolvers.errors import BadUserInput
-from resolvers.inputs import RequestContextInput, valid_country
 
 # Country headers set by common CDNs and reverse proxies, most specific first.
 COUNTRY_HEADERS = ("cf-ipcountry", "cloudfront-viewer-country", "x-country-code", "x-country")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Request facts a server-side renderer knows better than Tessera's headers."""
+
+    device: str | None = None
+    country: str | None = None
+    path: str | None = None
+    referrer: str | None = None
+    utm: Mapping[str, str] = field(default_factory=dict)
+
+
+def valid_country(value: str | None) -> str | None:
+    """The upper-cased country code; raises ValueError when it is not one."""
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if not _COUNTRY.match(code):
+        raise ValueError(f"context.country: {value!r} is not an ISO 3166-1 alpha-2 code")
+    return code
 
 
 def device_from_headers(user_agent: str | None, mobile_hint: str | None) -> str:
@@ -19,10 +46,9 @@ def device_from_headers(user_agent: str | None, mobile_hint: str | None) -> str:
 
 
 def request_facts(
-    request: HTTPConnection, visitor_id: str, context: RequestContextInput | None
+    headers: Mapping[str, str], visitor_id: str, context: RequestContext | None
 ) -> RequestFacts:
-    """Combine headers with the explicit `context` argument (which wins)."""
-    headers = request.headers
+    """Combine the headers (lower-case names) with the explicit `context` (which wins)."""
     user_agent = headers.get("user-agent")
     device = device_from_headers(user_agent, headers.get("sec-ch-ua-mobile"))
     country_header = next((headers[h] for h in COUNTRY_HEADERS if h in headers), None)
@@ -35,7 +61,7 @@ def request_facts(
     utm: dict[str, str] = {}
     if context is not None:
         if context.device is not None:
-            device = context.device.value
+            device = context.device
         if context.country is not None:
             try:
                 country = valid_country(context.country)
@@ -43,12 +69,7 @@ def request_facts(
                 raise BadUserInput(str(exc)) from None
         referrer = context.referrer or referrer
         path = context.path
-        if context.utm is not None:
-            utm = {
-                key: value
-                for key, value in vars(context.utm).items()
-                if isinstance(value, str) and value
-            }
+        utm = {key: value for key, value in context.utm.items() if value}
     return RequestFacts(
         visitor_id=visitor_id,
         device=device,

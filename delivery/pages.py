@@ -1,10 +1,15 @@
-"""Assemble a page for a visitor: content, profile, context, decisions, exposures.
+"""Page delivery: each page decided once per request, and the cache policy it implies.
 
 This is the only place a request touches the content cache and the profile
-reader; everything it decides is delegated to the pure `blocks` package, so
-the decision is computed before any GraphQL field is resolved. In between the
-two selection phases the active model scores the contested tiers, within its
-time budget; the served decisions are queued as exposures (never awaited).
+reader; everything it decides is delegated to the pure `blocks` package. In
+between the two selection phases the active model scores the contested
+tiers, within its time budget; the served decisions are queued as exposures
+(never awaited).
+
+One `Delivery` serves one request. The HTTP edge, the response cache and the
+resolvers all ask it, so the page is decided once however many of them (or
+however many GraphQL aliases) need it, and the cache headers are derived from
+exactly the decisions the response shows.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from blocks.context import RequestFacts, TargetingContext, build_context
 from blocks.model import Page
@@ -28,12 +33,15 @@ from blocks.selection import (
 )
 from blocks.templating import RenderedFields, render_page
 from cms_adapters.errors import CMSError, ContentNotFound
+from delivery.errors import BadUserInput, ContentUnavailable, PageNotFound
+from delivery.request_facts import RequestContext, request_facts
+from delivery.services import Services, VisitorIdentity
 from profiles.reader import ProfileRead
-from resolvers.context import Services
-from resolvers.errors import BadUserInput, ContentUnavailable, PageNotFound
-from resolvers.page_plan import PageArgs
 from scoring.exposures import exposure_document
 from scoring.features import Snapshot, visitor_snapshot
+
+CacheScope = Literal["public", "audience", "private"]
+_RANK: dict[CacheScope, int] = {"public": 0, "audience": 1, "private": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +66,33 @@ class AssembledPage:
             if item.templated
         )
 
+    @property
+    def cache_scope(self) -> CacheScope:
+        """Who may share this page: everyone, visitors with the same facts, or nobody."""
+        if self.preview:
+            return "private"
+        scope = self.decision.scope
+        return "private" if scope == "individual" else scope
+
+    @property
+    def surrogate_keys(self) -> tuple[str, ...]:
+        """What a publish purges this page by: the page, each block, the locale."""
+        blocks = sorted({f"block:{block.id}" for block in self.page.blocks})
+        return (f"page:{self.page.slug}", *blocks, f"locale:{self.locale}")
+
 
 @dataclass(frozen=True, slots=True)
-class PlannedPage:
-    """A page decided before GraphQL execution, for the arguments in `args`."""
+class CachePolicy:
+    """How a response may be cached, from everything its request decided."""
 
-    args: PageArgs
-    assembled: AssembledPage
+    scope: CacheScope
+    surrogate_keys: tuple[str, ...] = ()
+    #: The key of exactly the facts the pages read (scope `audience`).
+    edge_key: str | None = None
+    #: The visitor's current edge key, when the request did not present it.
+    refresh_edge_key: str | None = None
+    #: Why the response is private (for logs and the debug header).
+    reason: str | None = None
 
 
 def _context(
@@ -83,29 +111,94 @@ def _context(
 _T = TypeVar("_T")
 
 
-class RequestReads:
-    """One request's reads: each visitor's profile read once, each distinct page decided once.
+class Delivery:
+    """One request's reads and decisions: each profile read once, each page decided once.
 
     A query may ask for `visitor` and `page` under many aliases, resolved
     concurrently; without this, each alias read the profile again (2,000 of
     them pushed the profile reader into degraded mode for every visitor) and
-    decided and logged the same page again. The first resolver starts the
-    work; the others await the same task.
+    decided and logged the same page again. The first caller starts the work;
+    the others await the same task. `policy()` then derives the response's
+    cache policy from every page decided and everything marked private.
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(
+        self,
+        services: Services,
+        visitor: VisitorIdentity,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.services = services
+        self.visitor = visitor
+        self.headers: Mapping[str, str] = headers or {}
         self._profiles: dict[str, asyncio.Task[ProfileRead]] = {}
         self._pages: dict[str, asyncio.Task[AssembledPage]] = {}
+        self._private: list[str] = []
+        self._extra: list[AssembledPage] = []
+
+    def facts(
+        self, context: RequestContext | None = None, visitor_id: str | None = None
+    ) -> RequestFacts:
+        """What the request says about the visitor (`context` overrides the headers)."""
+        return request_facts(self.headers, visitor_id or self.visitor.id, context)
 
     def profile(self, visitor_id: str) -> Awaitable[ProfileRead]:
         """The visitor's profile, read within its budget at most once per request."""
         return _once(self._profiles, visitor_id, lambda: self.services.profiles.read(visitor_id))
 
-    def page(self, slug: str, locale: str | None, facts: RequestFacts) -> Awaitable[AssembledPage]:
-        """The page `slug` decided for `facts`, at most once per request and arguments."""
-        key = json.dumps([slug, locale, asdict(facts)], sort_keys=True)
+    def page(
+        self, slug: str, locale: str | None, context: RequestContext | None = None
+    ) -> Awaitable[AssembledPage]:
+        """The page `slug` decided for this visitor, at most once per request and arguments."""
+        facts = self.facts(context)
+        key = json.dumps([slug, locale, asdict(facts)], sort_keys=True, default=str)
         return _once(self._pages, key, lambda: _assemble(self, slug, locale, facts))
+
+    async def visitor_context(self) -> TargetingContext:
+        """The current visitor's targeting context (what `visitor` shows): private."""
+        self.mark_private("visitor")
+        facts = self.facts()
+        return _context(self.services, facts, None, await self.profile(facts.visitor_id))
+
+    def mark_private(self, reason: str) -> None:
+        """Say the response shows something about this visitor alone (or is a write)."""
+        self._private.append(reason)
+
+    def add_page(self, page: AssembledPage) -> None:
+        """Count a page decided elsewhere (a preview) in the policy."""
+        self._extra.append(page)
+
+    def decided(self) -> list[AssembledPage]:
+        """Every page decided so far in this request."""
+        pages = [
+            task.result()
+            for task in self._pages.values()
+            if task.done() and not task.cancelled() and task.exception() is None
+        ]
+        return pages + self._extra
+
+    def policy(self, presented_edge_key: str | None) -> CachePolicy:
+        """The response's cache policy: the strictest of everything decided."""
+        pages = self.decided()
+        keys = tuple(sorted({key for page in pages for key in page.surrogate_keys}))
+        if self._private:
+            return CachePolicy("private", keys, reason=self._private[0])
+        scope = max((page.cache_scope for page in pages), key=_RANK.__getitem__, default="public")
+        if scope == "private":
+            return CachePolicy("private", keys, reason="decisions")
+        if scope == "public":
+            return CachePolicy("public", keys)
+        edge_keys = self.services.edge_keys
+        if edge_keys is None:
+            return CachePolicy("private", keys, reason="no edge key secret")
+        visitor = pages[0].context
+        current = edge_keys.visitor_key(visitor)
+        if presented_edge_key != current:
+            # The edge would store this under the key the request presented, which
+            # does not describe this visitor now: answer privately, hand out the key.
+            return CachePolicy("private", keys, refresh_edge_key=current, reason="edge key")
+        facts = frozenset().union(*(page.decision.facts for page in pages))
+        return CachePolicy("audience", keys, edge_key=edge_keys.page_key(visitor, facts))
 
 
 def _once(
@@ -119,13 +212,6 @@ def _once(
 
         task = tasks[key] = asyncio.ensure_future(run())
     return task
-
-
-async def targeting_context(
-    reads: RequestReads, facts: RequestFacts, locale: str | None
-) -> TargetingContext:
-    """Read the profile within its budget (once per request) and build the targeting context."""
-    return _context(reads.services, facts, locale, await reads.profile(facts.visitor_id))
 
 
 async def decide(
@@ -168,17 +254,10 @@ def analytics_allowed(read: ProfileRead, default: bool = True) -> bool:
     return default
 
 
-async def assemble_page(
-    services: Services, slug: str, locale: str | None, facts: RequestFacts
-) -> AssembledPage:
-    """The page `slug` in `locale`, decided for the visitor `facts` describes."""
-    return await RequestReads(services).page(slug, locale, facts)
-
-
 async def _assemble(
-    reads: RequestReads, slug: str, locale: str | None, facts: RequestFacts
+    delivery: Delivery, slug: str, locale: str | None, facts: RequestFacts
 ) -> AssembledPage:
-    services = reads.services
+    services = delivery.services
     try:
         parsed = await services.content.get_page(slug)
     except ContentNotFound:
@@ -192,7 +271,7 @@ async def _assemble(
             f"locale: page {slug!r} is not available in {locale!r}; "
             f"available locales: {', '.join(page.locales)}."
         )
-    read = await reads.profile(facts.visitor_id)
+    read = await delivery.profile(facts.visitor_id)
     context = _context(services, facts, served, read)
     features = visitor_snapshot(context)
     decision, scores = await decide(services, plan_page(page, context), features)

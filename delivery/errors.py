@@ -1,17 +1,35 @@
-"""Errors the API reports to clients, each with a stable `extensions.code`."""
+"""Errors the API reports to clients, each with a stable `extensions.code`.
+
+    PublicError                  BAD_REQUEST
+    ├── PageNotFound             PAGE_NOT_FOUND
+    ├── BadUserInput             BAD_USER_INPUT
+    ├── ContentUnavailable       CONTENT_UNAVAILABLE
+    ├── ProfileUnavailable       PROFILE_UNAVAILABLE
+    ├── Unauthenticated          UNAUTHENTICATED
+    └── Forbidden                FORBIDDEN
+
+They are plain exceptions: GraphQL copies an error's `extensions` into the
+response, and the schema never masks a `PublicError`.
+"""
 
 from __future__ import annotations
 
-from graphql import GraphQLError
+from typing import Any
 
 
-class PublicError(GraphQLError):
+class PublicError(Exception):
     """An error whose message is meant for the client (never masked)."""
 
     code = "BAD_REQUEST"
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, extensions={"code": self.code})
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def extensions(self) -> dict[str, Any]:
+        """What GraphQL puts under `extensions` for this error."""
+        return {"code": self.code}
 
 
 class PageNotFound(PublicError):

@@ -1,0 +1,105 @@
+"""Editors' previews: a page as a simulated visitor would see it, never cached.
+
+Requires a preview token (`PREVIEW_TOKENS`) or an admin key. Draft content
+comes straight from the CMS adapter (never through the content cache), and a
+preview marks its response private.
+"""
+
+from __future__ import annotations
+
+from blocks.context import build_context
+from blocks.parse import ParsedPage
+from blocks.preview import PreviewError, PreviewSpec, force_variants, simulate
+from blocks.selection import select_page
+from blocks.templating import render_page
+from cms_adapters.errors import CMSError, ContentNotFound
+from delivery.auth import Permission, Principal
+from delivery.errors import (
+    BadUserInput,
+    ContentUnavailable,
+    Forbidden,
+    PageNotFound,
+    Unauthenticated,
+)
+from delivery.pages import AssembledPage, Delivery
+from delivery.request_facts import RequestContext
+
+PREVIEW_REASON = "preview"
+
+
+def require_preview(principal: Principal | None) -> None:
+    """Refuse the preview unless the caller holds a preview token or an admin key."""
+    if principal is None:
+        raise Unauthenticated(
+            "Preview needs a preview token: send Authorization: Bearer <token> "
+            "(configured in PREVIEW_TOKENS)."
+        )
+    if not principal.allows(Permission.PREVIEW):
+        raise Forbidden(f"A {principal.kind} key does not allow previews.")
+
+
+async def _fetch(delivery: Delivery, slug: str, drafts: bool) -> ParsedPage:
+    content = delivery.services.content
+    try:
+        if drafts:
+            # Drafts bypass the content cache: they must never be served to visitors.
+            return await content.adapter.fetch_page(slug, preview=True)
+        return await content.get_page(slug)
+    except ContentNotFound:
+        raise PageNotFound(f"No page with slug {slug!r}.") from None
+    except CMSError as exc:
+        raise ContentUnavailable(f"Content for page {slug!r} is unavailable: {exc}") from None
+
+
+async def assemble_preview(
+    delivery: Delivery,
+    principal: Principal | None,
+    slug: str,
+    locale: str | None,
+    request_context: RequestContext | None,
+    spec: PreviewSpec,
+    *,
+    drafts: bool,
+    visitor_id: str | None,
+) -> AssembledPage:
+    """The page `slug` decided for the simulated visitor `spec` describes."""
+    require_preview(principal)
+    delivery.mark_private(PREVIEW_REASON)
+    services = delivery.services
+    parsed = await _fetch(delivery, slug, drafts)
+    page = parsed.page
+    served = page.resolve_locale(locale)
+    if served is None:
+        raise BadUserInput(
+            f"locale: page {slug!r} is not available in {locale!r}; "
+            f"available locales: {', '.join(page.locales)}."
+        )
+    facts = delivery.facts(request_context, visitor_id or f"preview-{delivery.visitor.id}")
+    profile = None
+    if visitor_id is not None:
+        profile = (await delivery.profile(visitor_id)).profile
+    audiences = services.audiences.current
+    base = build_context(
+        request=facts,
+        profile=profile,
+        audiences=audiences,
+        now=spec.at or services.clock(),
+        locale=served,
+    )
+    try:
+        targeting = simulate(base, spec, audiences)
+        decision = force_variants(page, select_page(page, targeting), spec.forced)
+    except PreviewError as exc:
+        raise BadUserInput(str(exc)) from None
+    decision, rendered = render_page(page, decision, targeting, served)
+    assembled = AssembledPage(
+        page=page,
+        version=parsed.version,
+        locale=served,
+        decision=decision,
+        context=targeting,
+        rendered=rendered,
+        preview=True,
+    )
+    delivery.add_page(assembled)
+    return assembled

@@ -1,0 +1,230 @@
+"""Persisted queries: Apollo's automatic persisted queries (APQ) and trusted documents.
+
+`PERSISTED_QUERIES` picks the mode:
+
+- `apq` (default): a client may send `extensions.persistedQuery = {version: 1,
+  sha256Hash}` without the query. A known hash runs its query; an unknown one
+  answers `PersistedQueryNotFound` (`extensions.code`
+  `PERSISTED_QUERY_NOT_FOUND`), so Apollo's link retries with the query, which
+  is registered once it parses and validates. A query whose SHA-256 is not the
+  hash sent is refused. Registrations live in the shared cache (`CACHE_URL`),
+  so every replica knows them.
+- `trusted`: only documents of the manifest (`PERSISTED_QUERIES_MANIFEST`, as
+  GraphQL Code Generator's `persisted-documents.json` or Apollo's persisted
+  query manifest) run, by hash or by identical text; admin keys are exempt.
+- `off`: a hash is answered `PersistedQueryNotSupported`, so clients send
+  full queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["apq", "trusted", "off"]
+#: Registered queries expire from a shared store after a day without use.
+TTL_SECONDS = 86_400
+
+
+class PersistedQueryError(Exception):
+    """The persisted-query part of a request cannot be honoured; `code` says why."""
+
+    def __init__(self, code: str, message: str, status: int = 200) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        #: HTTP status for `application/json` clients (Apollo reads errors either way).
+        self.status = status
+
+
+class QueryStore(Protocol):
+    """Where registered queries are kept (process memory or the shared cache)."""
+
+    async def get(self, digest: str) -> str | None:
+        """The query registered under `digest`, if any."""
+
+    async def set(self, digest: str, query: str) -> None:
+        """Register `query` under `digest`."""
+
+
+class MemoryQueryStore:
+    """A bounded LRU in this process: registrations beyond `maxsize` evict the oldest."""
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[str, str] = OrderedDict()
+
+    async def get(self, digest: str) -> str | None:
+        """The query registered under `digest`, if any."""
+        query = self._items.get(digest)
+        if query is not None:
+            self._items.move_to_end(digest)
+        return query
+
+    async def set(self, digest: str, query: str) -> None:
+        """Register `query` under `digest`."""
+        self._items[digest] = query
+        self._items.move_to_end(digest)
+        while len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+
+
+class SharedQueryStore:
+    """The shared aiocache backend (Redis across replicas), under the `apq:` prefix."""
+
+    def __init__(self, cache: Any, ttl: int = TTL_SECONDS) -> None:
+        self.cache = cache
+        self.ttl = ttl
+
+    async def get(self, digest: str) -> str | None:
+        """The query registered under `digest`, if any (None when the cache fails)."""
+        try:
+            value = await self.cache.get(f"apq:{digest}")
+        except Exception as exc:  # a cache outage costs a retry with the full query
+            logger.warning("persisted query lookup failed: %s", exc)
+            return None
+        return value if isinstance(value, str) else None
+
+    async def set(self, digest: str, query: str) -> None:
+        """Register `query` under `digest` (best effort)."""
+        try:
+            await self.cache.set(f"apq:{digest}", query, ttl=self.ttl)
+        except Exception as exc:
+            logger.warning("persisted query registration failed: %s", exc)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The query to run, and the hash to register it under once it validates."""
+
+    query: str | None
+    register: str | None = None
+
+
+def sha256_hex(query: str) -> str:
+    """The APQ hash of a query text."""
+    return hashlib.sha256(query.encode("utf-8")).hexdigest()
+
+
+def load_manifest(path: Path) -> dict[str, str]:
+    """Hash → document from a persisted-documents JSON file (two common formats)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"PERSISTED_QUERIES_MANIFEST: cannot read {path}: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("operations"), list):
+        # Apollo's persisted query manifest: {"format", "version", "operations": [{id, body}]}.
+        pairs = [
+            (op.get("id"), op.get("body")) for op in data["operations"] if isinstance(op, dict)
+        ]
+    elif isinstance(data, dict):
+        # GraphQL Code Generator's client preset: {"<hash>": "<document>"}.
+        pairs = list(data.items())
+    else:
+        raise ValueError(f"PERSISTED_QUERIES_MANIFEST: {path} is not a manifest object")
+    manifest: dict[str, str] = {}
+    for digest, body in pairs:
+        if not isinstance(digest, str) or not isinstance(body, str):
+            raise ValueError(f"PERSISTED_QUERIES_MANIFEST: {path}: ids and bodies must be strings")
+        manifest[digest] = body
+    return manifest
+
+
+class PersistedQueries:
+    """Turn a request's `query` and `extensions` into the query to execute."""
+
+    def __init__(
+        self, mode: Mode, store: QueryStore | None = None, manifest: Mapping[str, str] | None = None
+    ) -> None:
+        if mode == "trusted" and not manifest:
+            raise ValueError("PERSISTED_QUERIES=trusted needs PERSISTED_QUERIES_MANIFEST")
+        self.mode = mode
+        self.store = store or MemoryQueryStore()
+        self.manifest = dict(manifest or {})
+        self._trusted_bodies = {sha256_hex(body) for body in self.manifest.values()}
+
+    async def resolve(
+        self, query: str | None, extensions: Mapping[str, Any] | None, *, exempt: bool
+    ) -> Resolved:
+        """The query to run; PersistedQueryError when the request cannot be honoured."""
+        persisted = (extensions or {}).get("persistedQuery")
+        if persisted is None:
+            if (
+                self.mode == "trusted"
+                and not exempt
+                and query is not None
+                and sha256_hex(query) not in self._trusted_bodies
+            ):
+                raise PersistedQueryError(
+                    "PERSISTED_QUERY_NOT_IN_LIST",
+                    "This gateway runs only trusted documents: send the hash of an "
+                    "operation in its manifest.",
+                    status=400,
+                )
+            return Resolved(query)
+        if self.mode == "off":
+            raise PersistedQueryError(
+                "PERSISTED_QUERY_NOT_SUPPORTED", "PersistedQueryNotSupported", status=400
+            )
+        digest = _digest(persisted)
+        if query is not None:
+            if sha256_hex(query) != digest:
+                raise PersistedQueryError(
+                    "BAD_REQUEST",
+                    "extensions.persistedQuery.sha256Hash: the provided sha256Hash does not "
+                    "match the query",
+                    status=400,
+                )
+            if self.mode == "trusted" and not exempt and digest not in self._trusted_bodies:
+                raise PersistedQueryError(
+                    "PERSISTED_QUERY_NOT_IN_LIST",
+                    "This gateway runs only trusted documents: this one is not in its manifest.",
+                    status=400,
+                )
+            known = digest in self.manifest or digest in self._trusted_bodies
+            return Resolved(query, register=None if known or self.mode != "apq" else digest)
+        stored = self.manifest.get(digest)
+        if stored is None and self.mode == "apq":
+            stored = await self.store.get(digest)
+        if stored is None:
+            if self.mode == "trusted" and not exempt:
+                raise PersistedQueryError(
+                    "PERSISTED_QUERY_NOT_IN_LIST",
+                    "PersistedQueryNotInList: the hash names no operation in the manifest.",
+                    status=400,
+                )
+            raise PersistedQueryError("PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+        return Resolved(stored)
+
+    async def register(self, digest: str, query: str) -> None:
+        """Keep `query` under `digest` (after it parsed and validated)."""
+        await self.store.set(digest, query)
+
+
+def _digest(persisted: object) -> str:
+    if not isinstance(persisted, Mapping):
+        raise PersistedQueryError(
+            "BAD_REQUEST", "extensions.persistedQuery: must be an object", status=400
+        )
+    if persisted.get("version") != 1:
+        raise PersistedQueryError(
+            "BAD_REQUEST",
+            "extensions.persistedQuery.version: only version 1 is supported",
+            status=400,
+        )
+    digest = persisted.get("sha256Hash")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise PersistedQueryError(
+            "BAD_REQUEST",
+            "extensions.persistedQuery.sha256Hash: must be a 64-character hex SHA-256",
+            status=400,
+        )
+    return digest.lower()

@@ -1,0 +1,214 @@
+"""Cache headers derived from the decisions: public, audience (edge key) or private."""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+import httpx
+
+from tests.graphql_helpers import INGEST, PAGE_QUERY, graphql
+
+ABOUT = 'query { page(slug: "about") { slug cacheScope blocks { id blockId variantId } } }'
+# Targets audiences only (outdoor_fan, returning, dach, mobile): shareable per edge key.
+OUTDOOR = 'query { page(slug: "outdoor") { cacheScope blocks { blockId variantId } } }'
+# A cart condition and templated visit counts: never shareable.
+HOME = 'query { page(slug: "home") { cacheScope blocks { blockId variantId } } }'
+
+
+def cookies(response: httpx.Response) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    for header in response.headers.get_list("set-cookie"):
+        jar.load(header)
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+async def get(
+    client: httpx.AsyncClient, query: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    client.cookies.clear()  # each request a browser of its own, with only `headers`
+    return await client.get("/graphql", params={"query": query}, headers=headers or {})
+
+
+async def test_a_public_page_is_shareable_and_sets_no_cookie(client: httpx.AsyncClient) -> None:
+    response = await get(client, ABOUT)
+    assert response.status_code == 200
+    headers = response.headers
+    assert headers["x-tessera-cache-scope"] == "public"
+    assert headers["cache-control"] == (
+        "public, max-age=0, s-maxage=60, stale-while-revalidate=30, stale-if-error=86400"
+    )
+    assert "set-cookie" not in headers
+    keys = headers["surrogate-key"].split()
+    assert keys == headers["xkey"].split()
+    assert {"page:about", "block:about-story", "block:about-cta", "locale:en-US"} <= set(keys)
+    assert headers["etag"].startswith('"')
+    assert "cookie" not in headers["vary"].lower()
+    assert response.json()["data"]["page"]["cacheScope"] == "PUBLIC"
+
+
+async def test_if_none_match_and_head(client: httpx.AsyncClient) -> None:
+    first = await get(client, ABOUT)
+    etag = first.headers["etag"]
+    again = await get(client, ABOUT, {"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    assert again.headers["cache-control"] == first.headers["cache-control"]
+    other = await get(client, ABOUT, {"If-None-Match": '"something-else"'})
+    assert other.status_code == 200
+    head = await client.head("/graphql", params={"query": ABOUT})
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["etag"] == etag
+    assert int(head.headers["content-length"]) == len(first.content)
+
+
+async def test_an_audience_page_is_private_until_the_edge_key_is_presented(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await get(client, OUTDOOR)
+    assert first.headers["x-tessera-cache-scope"] == "private"
+    assert first.headers["cache-control"] == "private, no-store"
+    given = cookies(first)
+    assert set(given) == {"tsr_vid", "tsr_ek"}
+    assert given["tsr_ek"].startswith("ek1.")
+    jar = {"Cookie": f"tsr_vid={given['tsr_vid']}; tsr_ek={given['tsr_ek']}"}
+    second = await get(client, OUTDOOR, jar)
+    assert second.headers["x-tessera-cache-scope"] == "audience"
+    assert second.headers["cache-control"].startswith("public, max-age=0, s-maxage=60")
+    assert "set-cookie" not in second.headers
+    assert "X-Tessera-Edge-Key" in second.headers["vary"]
+    assert second.headers["x-tessera-edge-key"].startswith("ek1.")
+    assert second.json()["data"]["page"]["cacheScope"] == "AUDIENCE"
+    assert second.json()["data"] == first.json()["data"] | {
+        "page": {**first.json()["data"]["page"], "cacheScope": "AUDIENCE"}
+    }
+    # The header works as well as the cookie (edge workers, server-side renderers).
+    header = await get(
+        client, OUTDOOR, {"X-Visitor-Id": given["tsr_vid"], "X-Tessera-Edge-Key": given["tsr_ek"]}
+    )
+    assert header.headers["x-tessera-cache-scope"] == "audience"
+
+
+async def test_visitors_with_the_same_facts_share_a_key_others_do_not(
+    client: httpx.AsyncClient,
+) -> None:
+    one = cookies(await get(client, OUTDOOR, {"X-Visitor-Id": "same-facts-1"}))
+    two = cookies(await get(client, OUTDOOR, {"X-Visitor-Id": "same-facts-2"}))
+    vip = cookies(await get(client, OUTDOOR, {"X-Visitor-Id": "demo-vip"}))
+    assert one["tsr_ek"] == two["tsr_ek"]
+    assert vip["tsr_ek"] != one["tsr_ek"]
+    mobile = cookies(
+        await get(
+            client,
+            OUTDOOR,
+            {"X-Visitor-Id": "same-facts-3", "User-Agent": "Mozilla/5.0 (iPhone) Mobile/15E148"},
+        )
+    )
+    assert mobile["tsr_ek"] != one["tsr_ek"]
+
+
+async def test_a_stale_edge_key_is_refreshed_privately(client: httpx.AsyncClient) -> None:
+    visitor = "changing-facts"
+    key = cookies(await get(client, OUTDOOR, {"X-Visitor-Id": visitor}))["tsr_ek"]
+    present = {"X-Visitor-Id": visitor, "X-Tessera-Edge-Key": key}
+    assert (await get(client, OUTDOOR, present)).headers["x-tessera-cache-scope"] == "audience"
+    for _ in range(3):  # three page views: new_visitor becomes returning
+        await graphql(
+            client,
+            "mutation { track(event: {type: PAGE_VIEW}) { accepted } }",
+            visitor=visitor,
+            headers=INGEST,
+        )
+    stale = await get(client, OUTDOOR, present)
+    assert stale.headers["cache-control"] == "private, no-store"
+    fresh = cookies(stale)["tsr_ek"]
+    assert fresh != key
+    present["X-Tessera-Edge-Key"] = fresh
+    assert (await get(client, OUTDOOR, present)).headers["x-tessera-cache-scope"] == "audience"
+
+
+async def test_visitor_fields_mutations_errors_and_previews_are_private(
+    client: httpx.AsyncClient,
+) -> None:
+    visitor = await get(client, '{ visitor { id } page(slug: "about") { slug } }')
+    assert visitor.headers["cache-control"] == "private, no-store"
+    assert visitor.headers["x-tessera-cache-scope"] == "private"
+    mutation = await graphql(
+        client, "mutation { track(event: {type: PAGE_VIEW}) { accepted } }", headers=INGEST
+    )
+    assert mutation.headers["cache-control"] == "private, no-store"
+    missing = await get(client, '{ page(slug: "nope") { slug } }')
+    assert missing.headers["cache-control"] == "private, no-store"
+    assert "etag" not in missing.headers
+    bad = await get(client, "{ nope }")
+    assert bad.headers["cache-control"] == "private, no-store"
+
+
+async def test_a_page_reading_individual_data_is_private_for_everyone(
+    client: httpx.AsyncClient,
+) -> None:
+    for visitor in ("new-x", "demo-vip", "demo-cart"):
+        response = await get(client, HOME, {"X-Visitor-Id": visitor})
+        assert response.headers["cache-control"] == "private, no-store", visitor
+        assert response.json()["data"]["page"]["cacheScope"] == "PRIVATE"
+
+
+async def test_introspection_and_typename_are_public(client: httpx.AsyncClient) -> None:
+    response = await get(client, "{ __typename }")
+    assert response.headers["x-tessera-cache-scope"] == "public"
+
+
+async def test_get_may_not_run_mutations(client: httpx.AsyncClient) -> None:
+    response = await get(client, "mutation { track(event: {type: PAGE_VIEW}) { accepted } }")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+async def test_block_ids_are_unique_per_locale_and_variant(client: httpx.AsyncClient) -> None:
+    query = (
+        'query($l: String) { page(slug: "home", locale: $l) { blocks { id blockId variantId } } }'
+    )
+    english = await graphql(client, query, {"l": "en-US"}, visitor="locale-ids")
+    german = await graphql(client, query, {"l": "de-DE"}, visitor="locale-ids")
+    en = {b["blockId"]: b for b in english.json()["data"]["page"]["blocks"]}
+    de = {b["blockId"]: b for b in german.json()["data"]["page"]["blocks"]}
+    assert en.keys() == de.keys()
+    for block_id, block in en.items():
+        assert block["id"] == f"{block_id}:en-US:{block['variantId']}"
+        assert de[block_id]["id"] != block["id"]
+    vip = await graphql(client, query, {"l": "en-US"}, visitor="demo-vip")
+    hero = next(b for b in vip.json()["data"]["page"]["blocks"] if b["blockId"] == "home-hero")
+    assert hero["id"] != en["home-hero"]["id"]  # another variant, another id
+
+
+async def test_the_page_query_still_works_over_post(client: httpx.AsyncClient) -> None:
+    response = await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor="demo-vip")
+    assert response.status_code == 200
+    assert response.json()["data"]["page"]["personalized"] is True
+
+
+async def test_the_event_beacon_mints_a_visitor_id_and_refreshes_the_edge_key(
+    client: httpx.AsyncClient,
+) -> None:
+    client.cookies.clear()
+    first = await client.post(
+        "/v1/events", json=[{"type": "page_view", "eventId": "beacon-1"}], headers=INGEST
+    )
+    assert first.status_code == 200, first.text
+    given = cookies(first)
+    visitor = given["tsr_vid"]
+    # The minted id is the one the event was stored for: the page now knows the visitor.
+    page = await get(client, OUTDOOR, {"X-Visitor-Id": visitor})
+    assert cookies(page)["tsr_ek"] == given["tsr_ek"]
+    for n in range(2, 4):  # returning after three page views: a new edge key
+        later = await client.post(
+            "/v1/events",
+            json=[{"type": "page_view", "eventId": f"beacon-{n}"}],
+            headers={**INGEST, "Cookie": f"tsr_vid={visitor}; tsr_ek={given['tsr_ek']}"},
+        )
+    assert "tsr_vid" not in cookies(later)
+    refreshed = cookies(later)["tsr_ek"]
+    assert refreshed != given["tsr_ek"]
+    present = {"X-Visitor-Id": visitor, "X-Tessera-Edge-Key": refreshed}
+    assert (await get(client, OUTDOOR, present)).headers["x-tessera-cache-scope"] == "audience"
