@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from jinja2 import TemplateError
 
-from blocks.sandbox import MAX_BUILT, MAX_NESTING, MAX_OUTPUT, MAX_STEPS
+from blocks.sandbox import MAX_BUILT, MAX_NESTING, MAX_STEPS
 from blocks.templating import STATS, render, render_fields, template_problems
 
 VARIABLES: dict[str, Any] = {
