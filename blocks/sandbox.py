@@ -185,6 +185,15 @@ ALLOWED_METHODS: Final[tuple[tuple[tuple[type, ...], frozenset[str]], ...]] = (
 )
 """Methods of built-in values a template may call; a method of any other object is refused."""
 
+REFUSED_METHODS: Final = frozenset(
+    name
+    for kinds, _ in ALLOWED_METHODS
+    for kind in kinds
+    for name in dir(kind)
+    if not name.startswith("_") and callable(getattr(kind, name))
+) - frozenset().union(*(allowed for _, allowed in ALLOWED_METHODS))
+"""Method names of built-in values that no template may call (`center`, `format`...)."""
+
 #: Template runtime objects whose methods are the template language itself.
 _RUNTIME_TYPES: Final = (LoopContext, BlockReference)
 
@@ -238,7 +247,8 @@ def _build(size: int, what: str) -> None:
 
 # ---------------------------------------------------------------- weighing values
 
-_SEQUENCES: Final = (list, tuple, set, frozenset, range)
+# Not ranges: `str(range(9000))` is short, and only `join` goes through their items.
+_SEQUENCES: Final = (list, tuple, set, frozenset)
 _VIEWS: Final[tuple[type, ...]] = (KeysView, ValuesView, ItemsView)
 
 
@@ -281,7 +291,7 @@ def weight(value: Any, limit: int = MAX_OUTPUT) -> int:
                 stack.append((entry, True))
                 if total > limit:
                     return limit + 1
-        elif isinstance(item, _SEQUENCES + _VIEWS + (_BoundedRange,)):
+        elif isinstance(item, _SEQUENCES + _VIEWS):
             total += 16  # brackets, or the name of a set or view
             for entry in cast(Iterable[Any], item):
                 total += 2

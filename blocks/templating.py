@@ -22,6 +22,7 @@ import copy
 import logging
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -33,16 +34,19 @@ from jinja2.exceptions import SecurityError
 from blocks import sandbox
 from blocks.context import TargetingContext
 from blocks.model import Page
-from blocks.sandbox import ALLOWED_FILTERS, MAX_OUTPUT, TimeBudgetExceeded
+from blocks.sandbox import ALLOWED_FILTERS, MAX_OUTPUT, BudgetExceeded, TimeBudgetExceeded
 from blocks.selection import Decision, PageDecision
 
 __all__ = [
     "ALLOWED_FILTERS",
     "HTML_FIELDS",
     "MAX_OUTPUT",
+    "MAX_PAGE_OUTPUT",
+    "PAGE_TIME_BUDGET",
     "STATS",
     "TEMPLATE_FIELDS",
     "Fields",
+    "PageBudget",
     "RenderedFields",
     "TemplateProblem",
     "compile_template",
@@ -254,6 +258,16 @@ def template_problems(source: str, *, html: bool = False) -> list[TemplateProble
                     f"use one of: {', '.join(choices)}" if choices else "",
                 )
             )
+    for call in ast.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Getattr) and call.node.attr in sandbox.REFUSED_METHODS:
+            problems.append(
+                TemplateProblem(
+                    "template.limit",
+                    f"the template calls the method {call.node.attr!r} (line {call.lineno}), "
+                    "which templates may not use",
+                    "use the filters and methods listed in docs/editors.md",
+                )
+            )
     if not problems:
         problems.extend(_trial(source, html))
     return problems
@@ -354,15 +368,54 @@ class RenderedFields:
     failures: tuple[str, ...] = field(default_factory=tuple)
 
 
+MAX_PAGE_OUTPUT: Final = 8 * MAX_OUTPUT
+"""Most characters all the templates of one page may produce together."""
+PAGE_TIME_BUDGET: Final = 4 * sandbox.TIME_BUDGET
+"""Seconds all the templates of one page may take together."""
+
+
+class PageBudget:
+    """What all the templates of one page may spend together: output and time.
+
+    Each template is bounded on its own; this bounds a page of many templated
+    fields. Once it is spent, the page's remaining templates show their fallback.
+    """
+
+    def __init__(self) -> None:
+        self.output = 0
+        self.deadline = time.monotonic() + PAGE_TIME_BUDGET
+
+    def check(self) -> None:
+        """Raise BudgetExceeded when the page's templates have spent their output or time."""
+        if self.output > MAX_PAGE_OUTPUT:
+            raise BudgetExceeded(
+                f"the page's templates produce more than {MAX_PAGE_OUTPUT:,} characters together"
+            )
+        if time.monotonic() > self.deadline:
+            raise BudgetExceeded(
+                f"the page's templates took longer than {PAGE_TIME_BUDGET * 1000:.0f} ms together"
+            )
+
+    def spend(self, text: str) -> None:
+        """Account for one template's output; raise BudgetExceeded past MAX_PAGE_OUTPUT."""
+        self.output += len(text)
+        if self.output > MAX_PAGE_OUTPUT:
+            raise BudgetExceeded(
+                f"the page's templates produce more than {MAX_PAGE_OUTPUT:,} characters together"
+            )
+
+
 def render_fields(
     block_type: str,
     fields: Mapping[str, Any],
     fallback: Mapping[str, str],
     variables: Mapping[str, Any],
+    budget: PageBudget | None = None,
 ) -> RenderedFields:
     """Render every templated string in `fields` (nested too); failures fall back."""
     state = {"templated": False, "individual": False}
     failures: list[str] = []
+    spent = budget or PageBudget()
 
     def visit(value: Any, path: str) -> Any:
         if isinstance(value, Mapping):
@@ -376,7 +429,10 @@ def render_fields(
         try:
             if reads_visitor(value, html):
                 state["individual"] = True
-            return render(value, variables, html=html)
+            spent.check()
+            text = render(value, variables, html=html)
+            spent.spend(text)
+            return text
         except Exception as exc:  # untrusted input: any failure falls back
             STATS.count_failure()
             failures.append(path)
@@ -401,11 +457,13 @@ def render_page(
     caches never share its content across visitors.
     """
     variables = template_variables(context)
+    budget = PageBudget()
     rendered: list[RenderedFields] = []
     decisions: list[Decision] = []
     for block, record in zip(page.blocks, decision.decisions, strict=True):
         variant = block.variant(record.variant_id)
-        result = render_fields(block.type, variant.fields_for(locale), variant.fallback, variables)
+        fields = variant.fields_for(locale)
+        result = render_fields(block.type, fields, variant.fallback, variables, budget)
         rendered.append(result)
         decisions.append(replace(record, scope="individual") if result.individual else record)
     return replace(decision, decisions=tuple(decisions)), tuple(rendered)

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from jinja2 import TemplateError
 
+from blocks.audiences import AudienceSet
+from blocks.context import RequestFacts, TargetingContext, build_context
+from blocks.model import Block, Page, Variant
 from blocks.sandbox import MAX_BUILT, MAX_NESTING, MAX_STEPS
-from blocks.templating import STATS, render, render_fields, template_problems
+from blocks.selection import select_page
+from blocks.templating import (
+    MAX_PAGE_OUTPUT,
+    STATS,
+    PageBudget,
+    render,
+    render_fields,
+    render_page,
+    template_problems,
+)
 
 VARIABLES: dict[str, Any] = {
     "visitor": {"traits": {"firstName": "Ada"}, "interests": {"tents": 0.5}},
@@ -213,3 +226,55 @@ def test_deep_nesting_is_a_template_error_not_a_crash(source: str) -> None:
     assert problem.code == "template.syntax"
     assert DEEP in problem.message
     assert "(line 1)" in problem.message
+
+
+# ---------------------------------------------------------------- a page of many templates
+
+
+def _page_of(blocks: int, heading: str) -> tuple[Page, TargetingContext]:
+    page = Page(
+        slug="many",
+        title="Many",
+        blocks=tuple(
+            Block(f"b{i}", "hero", (Variant("v", {"heading": heading}, fallback={"heading": "-"}),))
+            for i in range(blocks)
+        ),
+    )
+    context = build_context(
+        request=RequestFacts(visitor_id="v"),
+        profile=None,
+        audiences=AudienceSet(),
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+        locale="en-US",
+    )
+    return page, context
+
+
+def test_the_templates_of_one_page_are_bounded_together() -> None:
+    # Each field is within its own limit; twenty of them are not.
+    page, context = _page_of(20, "{{ 'x' * 8000 }}")
+    _, rendered = render_page(page, select_page(page, context), context, "en-US")
+    headings = [r.fields["heading"] for r in rendered]
+    fits = MAX_PAGE_OUTPUT // 8000
+    assert headings == ["x" * 8000] * fits + ["-"] * (20 - fits)
+    assert [r.failures for r in rendered[fits:]] == [("heading",)] * (20 - fits)
+
+
+def test_the_page_time_budget_shows_the_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("blocks.templating.PAGE_TIME_BUDGET", -1.0)
+    page, context = _page_of(3, "Hi {{ visitor.id }}")
+    _, rendered = render_page(page, select_page(page, context), context, "en-US")
+    assert [r.fields["heading"] for r in rendered] == ["-"] * 3
+    budget = PageBudget()
+    with pytest.raises(TemplateError, match="the page's templates took longer than"):
+        budget.check()
+
+
+def test_lint_names_a_method_templates_may_not_use() -> None:
+    [problem] = template_problems("{{ visitor.traits.firstName.ljust(10) }}")
+    assert problem.code == "template.limit"
+    assert "the template calls the method 'ljust' (line 1)" in problem.message
+    [problem] = template_problems("{{ 'x' ~ 'y' * 9000 }}")
+    assert problem.code == "template.limit"
+    assert "`*` would build more than 8,192 characters" in problem.message
+    assert template_problems("{{ visitor.traits.firstName.upper() }}") == []
