@@ -47,6 +47,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 from jinja2.runtime import BlockReference, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 # ---------------------------------------------------------------- errors
 #
@@ -396,6 +397,21 @@ def _concat_output(parts: Iterable[str]) -> str:
     return "".join(chunks)
 
 
+def _checked_literal(value: Any) -> Any:
+    """A list, tuple or dict written in the template: weighed when it is made.
+
+    A literal of references costs nothing to build, but nesting them doubles
+    their size at each level: comparing, printing or joining such a value
+    would walk all of it.
+    """
+    _tick()
+    if weight(value) > MAX_OUTPUT:
+        raise BudgetExceeded(
+            f"this {type(value).__name__} would hold more than {MAX_OUTPUT:,} characters"
+        )
+    return value
+
+
 def _bounded_method(method: Callable[..., Any], name: str) -> Callable[..., Any]:
     """An allowed method of a built-in value, its result weighed (or estimated first)."""
 
@@ -504,10 +520,12 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
     code_generator_class = _CodeGenerator
     intercepted_binops = frozenset({"+", "*", "**", "%"})
-    # Read by the generated code: `environment.concat`, `.concat_parts`, `.count_loop`.
+    # Read by the generated code: `environment.concat`, `.concat_parts`, `.count_loop`,
+    # `.checked_literal`.
     concat = staticmethod(_concat_output)
     concat_parts = staticmethod(_concat_parts)
     count_loop = staticmethod(_count_loop)
+    checked_literal = staticmethod(_checked_literal)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         """Refuse arithmetic that would build a huge value, before it runs."""
@@ -625,29 +643,52 @@ def parse_template(source: str, html: bool = False) -> nodes.Template:
     return ast
 
 
-def _count_loops(ast: nodes.Template, html: bool) -> None:
-    """Make every `{% for %}` count its iterations; refuse `recursive` loops."""
-    for loop in ast.find_all(nodes.For):
-        if loop.recursive:
-            raise TemplateError(
-                f"recursive loops are not allowed in templates (line {loop.lineno})"
-            )
-        counted = nodes.Call(
-            nodes.EnvironmentAttribute("count_loop", lineno=loop.lineno),
-            [loop.iter],
-            [],
-            None,
-            None,
-            lineno=loop.lineno,
+class _Bounds(NodeTransformer):
+    """Rewrites a parsed template so that loops and literals are bounded when they run."""
+
+    def __init__(self, environment: Sandbox) -> None:
+        self.environment = environment
+
+    def _call(self, name: str, argument: nodes.Expr, lineno: int) -> nodes.Call:
+        call = nodes.Call(
+            nodes.EnvironmentAttribute(name, lineno=lineno), [argument], [], None, None
         )
-        counted.set_environment(ENVIRONMENTS[html])
-        loop.iter = counted
+        call.set_lineno(lineno)
+        call.set_environment(self.environment)
+        return call
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        """Every iteration of a `{% for %}` loop counts; `recursive` loops are refused."""
+        if node.recursive:
+            raise TemplateError(
+                f"recursive loops are not allowed in templates (line {node.lineno})"
+            )
+        self.generic_visit(node)
+        node.iter = self._call("count_loop", cast(nodes.Expr, node.iter), node.lineno)
+        return node
+
+    def _literal(self, node: nodes.Expr) -> nodes.Node:
+        self.generic_visit(node)
+        return self._call("checked_literal", node, node.lineno)
+
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        """`[a, b]`: weighed when it is made."""
+        return self._literal(node)
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        """`{'a': b}`: weighed when it is made."""
+        return self._literal(node)
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        """`(a, b)`: weighed when it is made (not an assignment's target, `a, b = ...`)."""
+        if node.ctx != "load":
+            return node
+        return self._literal(node)
 
 
 def compile_template(source: str, html: bool = False) -> Template:
     """Compile an editor's template; raises TemplateError when it is not one or too large."""
-    ast = parse_template(source, html)
-    _count_loops(ast, html)
+    ast = _Bounds(ENVIRONMENTS[html]).visit(parse_template(source, html))
     try:
         return ENVIRONMENTS[html].from_string(ast)
     except TemplateError:

@@ -31,15 +31,19 @@ from blocks.templating import (
     template_problems,
 )
 
+#: Profile data heavier than any value a template may print: 100 interests of 100 characters.
+HEAVY = {f"interest-{i:03d}-" + "x" * 87: 1.0 for i in range(100)}
 VARIABLES: dict[str, Any] = {
-    "visitor": {"traits": {"firstName": "Ada"}, "interests": {"tents": 0.5}},
+    "visitor": {"traits": {"firstName": "Ada"}, "interests": HEAVY},
     "request": {"country": "DE"},
 }
 S = "{% set s = 'x' * 8000 %}"  # a string just under MAX_OUTPUT
-FAN = "{% set a = [s, s, s, s, s, s, s, s] %}" + "{% set a = [a, a, a, a, a, a, a, a] %}" * 6
 BUILDS = "would build more than 8,192 characters"
+HOLDS = "would hold more than 8,192 characters"
 STEPS = f"more than {MAX_STEPS:,} times"
 DEEP = f"more than {MAX_NESTING} levels deep"
+#: Lists that double at each level, built from references: 2**22 comparisons for one `==`.
+DOUBLING = "{% set l = [1] %}{% set m = [1] %}" + "{% set l, m = [l, m], [m, l] %}" * 22
 
 #: name → (template, what the error says, or the texts one of which it says)
 BOMBS: dict[str, tuple[str, str | tuple[str, ...]]] = {
@@ -50,15 +54,21 @@ BOMBS: dict[str, tuple[str, str | tuple[str, ...]]] = {
     "repeat": ("{{ 'a' * 100000000 }}", f"`*` {BUILDS}"),
     "repeat-just-over": ("{{ 'a' * 8193 }}", f"`*` {BUILDS}"),
     "list-repeat": ("{{ ['a'] * 100000000 }}", f"`*` {BUILDS}"),
-    "list-of-big-strings": (S + "{% set l = [s] * 8000 %}{{ l | join | length }}", f"`*` {BUILDS}"),
-    # Lists of references cost nothing to build, but their text is 8**7 * 8000 characters.
-    "fan-out-print": (S + FAN + "{{ a | length }}{{ a }}", f"printing this value {BUILDS}"),
-    "fan-out-join": (S + FAN + "{{ a | join }}", f"join {BUILDS}"),
-    "fan-out-concat": (S + FAN + "{{ a ~ '' }}", f"`~` {BUILDS}"),
-    "fan-out-string": (S + FAN + "{{ a | string }}", f"string {BUILDS}"),
-    "fan-out-truncate": (S + FAN + "{{ a | truncate(10) }}", f"truncate {BUILDS}"),
-    "fan-out-upper": (S + FAN + "{{ a | upper }}", f"upper {BUILDS}"),
-    "fan-out-dict": (S + "{% set d = {'a': s, 'b': s} %}{{ {'x': d, 'y': d} }}", BUILDS),
+    "list-of-big-strings": (S + "{% set l = [s] * 2 %}{{ l | join | length }}", f"`*` {BUILDS}"),
+    # Literals of references cost nothing to build, but nesting them doubles their text.
+    "big-list-literal": (S + "{% set a = [s, s] %}", f"this list {HOLDS}"),
+    "big-tuple-literal": (S + "{% set a = (s, s) %}", f"this tuple {HOLDS}"),
+    "big-dict-literal": (S + "{% set a = {'a': s, 'b': s} %}", f"this dict {HOLDS}"),
+    "doubling-literals": (DOUBLING + "{{ l == m }}", HOLDS),
+    # Values from the profile heavier than a template may print or build.
+    "heavy-print": ("{{ visitor.interests }}", f"printing this value {BUILDS}"),
+    "heavy-join": ("{{ visitor.interests | join }}", f"join {BUILDS}"),
+    "heavy-items-join": ("{{ visitor.interests.items() | join }}", f"join {BUILDS}"),
+    "heavy-concat": ("{{ visitor.interests ~ '' }}", f"`~` {BUILDS}"),
+    "heavy-string": ("{{ visitor.interests | string }}", f"string {BUILDS}"),
+    "heavy-truncate": ("{{ visitor.interests | truncate(10) }}", f"truncate {BUILDS}"),
+    "heavy-upper": ("{{ visitor.interests | upper }}", f"upper {BUILDS}"),
+    "heavy-list": ("{{ [visitor.interests] }}", f"this list {HOLDS}"),
     "join-range": ("{{ range(10000) | join(', ') }}", "join would join more than 8,192 items"),
     "join-separator": (S + "{{ range(2) | join(s ~ s) }}", BUILDS),
     "join-big-separator": (S + "{{ [1, 2, 3] | join(s) }}", f"join {BUILDS}"),
