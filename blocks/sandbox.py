@@ -431,8 +431,15 @@ def _bounded_method(method: Callable[..., Any], name: str) -> Callable[..., Any]
                     found = min(found, limit)
                 _build(len(owner) + found * max(len(new) - len(old), 0), "replace()")
         result = method(*args, **kwargs)
-        if isinstance(result, str) and name not in ("join", "replace"):
-            _build(len(result), f"{name}()")
+        if isinstance(result, str):
+            if name in ("join", "replace"):
+                # Accounted for above; Markup's escaping of the arguments may still grow it.
+                if len(result) > MAX_OUTPUT:
+                    raise BudgetExceeded(
+                        f"{name}() would build more than {MAX_OUTPUT:,} characters"
+                    )
+            else:
+                _build(len(result), f"{name}()")
         return result
 
     return call
