@@ -49,8 +49,12 @@ RULES: Mapping[str, tuple[Severity, str]] = {
     "schedule.inverted": ("error", "a schedule that ends before it starts"),
     "schedule.expired": ("warning", "a schedule that is already over"),
     "schedule.timezone": ("error", "a schedule in an unknown time zone"),
-    "template.syntax": ("error", "a template that does not compile"),
+    "template.syntax": ("error", "a template that does not compile (or nests too deeply)"),
     "template.unknown-field": ("error", "a template that reads an unknown profile field"),
+    "template.limit": (
+        "error",
+        "a template that breaks a sandbox limit whatever the visitor (size, loops, methods)",
+    ),
 }
 
 _REGEX_OPERATORS = ("$regex", "$regexi", "$notRegex", "$notRegexi")

@@ -2,14 +2,13 @@
 
 A text field holding `{{ ... }}` or `{% ... %}` is a template, e.g.
 `Welcome back, {{ visitor.traits.firstName | default("friend") }}`.
-Editors' templates are untrusted, so they render in Jinja2's immutable
-sandbox with:
+Editors' templates are untrusted, so they compile and render in the bounded
+sandbox of :mod:`blocks.sandbox` (allowlisted filters and methods, bounded
+size of every value, nesting, steps, calls and time), with autoescaping for
+HTML fields (`rich_text.html`) and plain text elsewhere.
 
-* an allowlist of filters (:data:`ALLOWED_FILTERS`) and no globals but a
-  bounded `range`;
-* autoescaping for HTML fields (`rich_text.html`), plain text elsewhere;
-* bounds on source size, output size, loop iterations, arithmetic that
-  builds large values (`*`, `**`, `%`) and wall-clock time.
+Templates see only the documented fields (:data:`TEMPLATE_FIELDS`), as
+read-only :class:`Fields`: never the rest of the profile.
 
 A template that fails to compile or render yields the variant's `fallback`
 text for that field (else the text with its template tags removed), is
@@ -19,61 +18,49 @@ the request makes the block's content individual.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Final
 
-from jinja2 import ChainableUndefined, Template, TemplateError, nodes
+from jinja2 import Template, TemplateError, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from blocks import sandbox
 from blocks.context import TargetingContext
 from blocks.model import Page
+from blocks.sandbox import ALLOWED_FILTERS, MAX_OUTPUT, BudgetExceeded, TimeBudgetExceeded
 from blocks.selection import Decision, PageDecision
 
+__all__ = [
+    "ALLOWED_FILTERS",
+    "HTML_FIELDS",
+    "MAX_OUTPUT",
+    "MAX_PAGE_OUTPUT",
+    "PAGE_TIME_BUDGET",
+    "STATS",
+    "TEMPLATE_FIELDS",
+    "Fields",
+    "PageBudget",
+    "RenderedFields",
+    "TemplateProblem",
+    "compile_template",
+    "is_template",
+    "reads_visitor",
+    "render",
+    "render_fields",
+    "render_page",
+    "strip_tags",
+    "template_problems",
+    "template_variables",
+]
+
 logger = logging.getLogger(__name__)
-
-MAX_SOURCE: Final = 4096
-"""Longest template source accepted."""
-MAX_OUTPUT: Final = 8192
-"""Most characters a template may produce (also the largest value it may build)."""
-MAX_ITERATIONS: Final = 10_000
-"""Most loop iterations and calls one rendering may make."""
-TIME_BUDGET: Final = 0.05
-"""Seconds one rendering may take."""
-
-ALLOWED_FILTERS: Final = frozenset(
-    {
-        "abs",
-        "capitalize",
-        "count",
-        "d",
-        "default",
-        "e",
-        "escape",
-        "first",
-        "float",
-        "int",
-        "join",
-        "last",
-        "length",
-        "lower",
-        "round",
-        "string",
-        "striptags",
-        "title",
-        "trim",
-        "truncate",
-        "upper",
-        "wordcount",
-    }
-)
-"""The filters editors may use; every other filter is unknown to the sandbox."""
 
 #: Fields whose values are HTML (autoescaped); every other text field is plain text.
 HTML_FIELDS: Final = frozenset({("rich_text", "html")})
@@ -133,118 +120,27 @@ class TemplateStats:
 STATS: Final = TemplateStats()
 
 
-class BudgetExceeded(SecurityError):
-    """A template ran too long, looped too much or built too large a value."""
-
-
-class _Budget:
-    def __init__(self) -> None:
-        self.deadline = time.monotonic() + TIME_BUDGET
-        self.steps = 0
-
-    def tick(self) -> None:
-        self.steps += 1
-        if self.steps > MAX_ITERATIONS:
-            raise BudgetExceeded("the template loops or calls too often")
-        if time.monotonic() > self.deadline:
-            raise BudgetExceeded("the template took too long")
-
-
-_budget = threading.local()
-
-
-def _tick() -> None:
-    budget: _Budget | None = getattr(_budget, "current", None)
-    if budget is not None:
-        budget.tick()
-
-
-class _BoundedRange:
-    """`range()` for templates: at most MAX_ITERATIONS items, each one counted."""
-
-    def __init__(self, *args: int) -> None:
-        self._values = range(*args)
-        if len(self._values) > MAX_ITERATIONS:
-            raise BudgetExceeded(f"range() is limited to {MAX_ITERATIONS} items")
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __iter__(self) -> Iterator[int]:
-        for value in self._values:
-            _tick()
-            yield value
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, list, tuple)) else 0
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with bounded arithmetic and a step budget."""
-
-    intercepted_binops = frozenset({"*", "**", "%"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        """Refuse arithmetic that would build a huge value."""
-        _tick()
-        if operator == "*":
-            for sized, times in ((left, right), (right, left)):
-                if _size(sized) and isinstance(times, int) and _size(sized) * times > MAX_OUTPUT:
-                    raise BudgetExceeded("repetition would build too large a value")
-        if operator == "**" and (
-            not isinstance(right, (int, float)) or abs(right) > 64 or abs(left) > 2**32
-        ):
-            raise BudgetExceeded("exponent too large")
-        if operator == "%" and isinstance(left, str):
-            raise SecurityError("string formatting with % is not allowed")
-        return super().call_binop(context, operator, left, right)
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
-        """Fail loudly (never render empty) on an attribute the sandbox refuses."""
-        raise SecurityError(f"access to attribute {attribute!r} is not allowed in templates")
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        """Count every call against the budget."""
-        _tick()
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        """Count attribute reads; refuse every `_private` or `__dunder__` name outright."""
-        _tick()
-        if attribute.startswith("_"):
-            raise SecurityError(f"access to attribute {attribute!r} is not allowed in templates")
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        """Count item reads; refuse `_private` names as keys too."""
-        _tick()
-        if isinstance(argument, str) and argument.startswith("_"):
-            raise SecurityError(f"access to attribute {argument!r} is not allowed in templates")
-        return super().getitem(obj, argument)
-
-
-def _environment(html: bool) -> _Sandbox:
-    env = _Sandbox(autoescape=html, undefined=ChainableUndefined)
-    env.filters = {name: f for name, f in env.filters.items() if name in ALLOWED_FILTERS}
-    env.globals = {"range": _BoundedRange}
-    return env
-
-
-_ENVIRONMENTS: Final = {False: _environment(False), True: _environment(True)}
-
-
 def is_template(value: Any) -> bool:
     """Whether a field value is a template (holds `{{` or `{%`)."""
     return isinstance(value, str) and _MARK.search(value) is not None
 
 
 @lru_cache(maxsize=1024)
+def _compiled(source: str, html: bool) -> Template | TemplateError:
+    # Failures are cached too: a broken template is on every page view until it is fixed,
+    # and compiling one of MAX_SOURCE characters takes a few tens of milliseconds.
+    try:
+        return sandbox.compile_template(source, html)
+    except TemplateError as exc:
+        return exc
+
+
 def compile_template(source: str, html: bool = False) -> Template:
     """Compile an editor's template; raises jinja2's TemplateError when it is not one."""
-    if len(source) > MAX_SOURCE:
-        raise TemplateError(f"the template is longer than {MAX_SOURCE} characters")
-    return _ENVIRONMENTS[html].from_string(source)
+    compiled = _compiled(source, html)
+    if isinstance(compiled, TemplateError):
+        raise copy.copy(compiled)  # a fresh traceback each time, not one growing forever
+    return compiled
 
 
 def strip_tags(source: str) -> str:
@@ -253,23 +149,8 @@ def strip_tags(source: str) -> str:
 
 
 def render(source: str, variables: Mapping[str, Any], *, html: bool = False) -> str:
-    """Render within every bound; raises TemplateError or SecurityError on failure."""
-    template = compile_template(source, html)
-    budget = _Budget()
-    previous = getattr(_budget, "current", None)
-    _budget.current = budget
-    try:
-        parts: list[str] = []
-        size = 0
-        for chunk in template.generate(**variables):
-            budget.tick()
-            size += len(chunk)
-            if size > MAX_OUTPUT:
-                raise BudgetExceeded(f"the output is longer than {MAX_OUTPUT} characters")
-            parts.append(chunk)
-        return "".join(parts)
-    finally:
-        _budget.current = previous
+    """Render within every bound; raises TemplateError (mostly) on failure."""
+    return sandbox.render_compiled(compile_template(source, html), variables)
 
 
 # ---------------------------------------------------------------- analysis
@@ -345,10 +226,10 @@ def _known_children(path: str) -> list[str]:
 
 
 def template_problems(source: str, *, html: bool = False) -> list[TemplateProblem]:
-    """Why the template would fail or read something that does not exist."""
+    """Why the template would fail, read something that does not exist, or break a limit."""
     try:
         compile_template(source, html)
-        ast = _ENVIRONMENTS[html].parse(source)
+        ast = sandbox.parse_template(source, html)
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)
         where = f" (line {line})" if line else ""
@@ -356,7 +237,9 @@ def template_problems(source: str, *, html: bool = False) -> list[TemplateProble
             TemplateProblem(
                 "template.syntax",
                 f"the template does not compile{where}: {exc.message or exc}",
-                "fix the {{ }} / {% %} syntax; filters allowed: "
+                "simplify the nesting: fewer brackets, operators or tags inside one another"
+                if isinstance(exc, sandbox.TemplateNestingError)
+                else "fix the {{ }} / {% %} syntax; filters allowed: "
                 + ", ".join(sorted(ALLOWED_FILTERS)),
             )
         ]
@@ -375,16 +258,47 @@ def template_problems(source: str, *, html: bool = False) -> list[TemplateProble
                     f"use one of: {', '.join(choices)}" if choices else "",
                 )
             )
+    for call in ast.find_all(nodes.Call):
+        if isinstance(call.node, nodes.Getattr) and call.node.attr in sandbox.REFUSED_METHODS:
+            problems.append(
+                TemplateProblem(
+                    "template.limit",
+                    f"the template calls the method {call.node.attr!r} (line {call.lineno}), "
+                    "which templates may not use",
+                    "use the filters and methods listed in docs/editors.md",
+                )
+            )
+    if not problems:
+        problems.extend(_trial(source, html))
     return problems
+
+
+def _trial(source: str, html: bool) -> list[TemplateProblem]:
+    """Render once for a visitor and a request with no data: limits it breaks regardless."""
+    try:
+        render(source, {}, html=html)
+    except TimeBudgetExceeded:
+        return []  # the machine may just be busy: not the editor's problem to fix
+    except SecurityError as exc:
+        return [
+            TemplateProblem(
+                "template.limit",
+                f"the template fails in the sandbox: {exc.message or exc}",
+                "simplify the template; see the limits in docs/editors.md",
+            )
+        ]
+    except Exception:  # untrusted input: other failures depend on the visitor's data
+        return []
+    return []
 
 
 @lru_cache(maxsize=1024)
 def reads_visitor(source: str, html: bool = False) -> bool:
     """Whether the template reads the visitor or the request (its output is individual)."""
     try:
-        ast = _ENVIRONMENTS[html].parse(source)
+        ast = sandbox.parse_template(source, html)
     except TemplateError:
-        return False
+        return False  # it cannot render: the static fallback is shown
     local = _assigned(ast)
     return any(
         node.name in TEMPLATE_FIELDS and node.name not in local for node in ast.find_all(nodes.Name)
@@ -394,19 +308,54 @@ def reads_visitor(source: str, html: bool = False) -> bool:
 # ---------------------------------------------------------------- rendering fields
 
 
+class Fields:
+    """Documented fields of the visitor or the request, read-only, for templates.
+
+    Only `.name` and `["name"]` reads: no methods (`items()`, `values()`...)
+    and no other keys, so a template reaches exactly what TEMPLATE_FIELDS lists.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __repr__(self) -> str:
+        return repr(self._values)
+
+
+def _documented(value: Any, known: Any) -> Any:
+    """`value` restricted to the documented fields `known` (a TEMPLATE_FIELDS subtree)."""
+    if known is None:
+        return value
+    if known == _OPEN:
+        # Any key is documented here (interests, counts, scores); a copy, never the profile's.
+        return dict(value) if isinstance(value, Mapping) else value
+    present = value if isinstance(value, Mapping) else {}
+    return Fields(
+        {key: _documented(present[key], sub) for key, sub in known.items() if key in present}
+    )
+
+
 def template_variables(context: TargetingContext) -> dict[str, Any]:
-    """What templates see: `visitor` (the profile) and `request` (the request's facts)."""
+    """What templates see: `visitor` and `request`, their documented fields only."""
     attributes = context.attributes
-    visitor = {
-        key: attributes[key]
-        for key in ("id", "known", "audiences", "traits", "cart", "counts", "interests", "scores")
-        if key in attributes
-    }
-    request = {
-        key: attributes.get(key)
-        for key in ("device", "country", "locale", "path", "referrer", "utm", "hour", "dayOfWeek")
-    }
-    return {"visitor": visitor, "request": request}
+    return {name: _documented(attributes, known) for name, known in TEMPLATE_FIELDS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,15 +368,60 @@ class RenderedFields:
     failures: tuple[str, ...] = field(default_factory=tuple)
 
 
+MAX_PAGE_OUTPUT: Final = 8 * MAX_OUTPUT
+"""Most characters all the templates of one page may produce together."""
+PAGE_TIME_BUDGET: Final = 4 * sandbox.TIME_BUDGET
+"""Seconds all the templates of one page may take to render together."""
+
+
+class PageBudget:
+    """What all the templates of one page may spend together: output and rendering time.
+
+    Each template is bounded on its own; this bounds a page of many templated
+    fields. Once it is spent, the page's remaining templates show their fallback.
+    Compiling is not counted: it happens once per template, failures included.
+    """
+
+    def __init__(self) -> None:
+        self.output = 0
+        self.seconds = 0.0
+
+    def check(self) -> None:
+        """Raise BudgetExceeded when the page's templates have spent their output or time."""
+        if self.output > MAX_PAGE_OUTPUT:
+            raise BudgetExceeded(
+                f"the page's templates produce more than {MAX_PAGE_OUTPUT:,} characters together"
+            )
+        if self.seconds > PAGE_TIME_BUDGET:
+            raise BudgetExceeded(
+                f"the page's templates took longer than {PAGE_TIME_BUDGET * 1000:.0f} ms together"
+            )
+
+    def render(self, source: str, variables: Mapping[str, Any], html: bool) -> str:
+        """Render one template of the page, within the page's budget and its own."""
+        template = compile_template(source, html)
+        self.check()
+        started = time.monotonic()
+        try:
+            text = sandbox.render_compiled(template, variables)
+        finally:
+            self.seconds += time.monotonic() - started
+        self.output += len(text)
+        self.check()
+        return text
+
+
 def render_fields(
     block_type: str,
     fields: Mapping[str, Any],
     fallback: Mapping[str, str],
     variables: Mapping[str, Any],
+    budget: PageBudget | None = None,
 ) -> RenderedFields:
     """Render every templated string in `fields` (nested too); failures fall back."""
     state = {"templated": False, "individual": False}
     failures: list[str] = []
+    spent = budget or PageBudget()
 
     def visit(value: Any, path: str) -> Any:
         if isinstance(value, Mapping):
@@ -438,10 +432,10 @@ def render_fields(
             return value
         state["templated"] = True
         html = (block_type, path) in HTML_FIELDS
-        if reads_visitor(value, html):
-            state["individual"] = True
         try:
-            return render(value, variables, html=html)
+            if reads_visitor(value, html):
+                state["individual"] = True
+            return spent.render(value, variables, html)
         except Exception as exc:  # untrusted input: any failure falls back
             STATS.count_failure()
             failures.append(path)
@@ -466,11 +460,13 @@ def render_page(
     caches never share its content across visitors.
     """
     variables = template_variables(context)
+    budget = PageBudget()
     rendered: list[RenderedFields] = []
     decisions: list[Decision] = []
     for block, record in zip(page.blocks, decision.decisions, strict=True):
         variant = block.variant(record.variant_id)
-        result = render_fields(block.type, variant.fields_for(locale), variant.fallback, variables)
+        fields = variant.fields_for(locale)
+        result = render_fields(block.type, fields, variant.fallback, variables, budget)
         rendered.append(result)
         decisions.append(replace(record, scope="individual") if result.individual else record)
     return replace(decision, decisions=tuple(decisions)), tuple(rendered)

@@ -1,28 +1,40 @@
 """GDPR: export everything held about a visitor, or erase all of it.
 
-A subject is found by visitor id (any of its aliases) or by user id, and
-covers the profile, the merged visitors' stubs, the identity links, the raw
-events, the consent history and the exposure log (one document per page
-view). Erasure leaves one audit record holding no personal data: when, and
-how many documents each collection lost.
+A subject is found by visitor id (any of its aliases) or by user id in any
+collection that holds a person's data (:data:`HOLDERS`), and covers the
+profile, the merged visitors' stubs, the identity links, the raw events, the
+consent history and the exposure log (one document per page view, so a
+visitor who was only ever shown pages is a subject too). Erasure leaves one
+audit record holding no personal data: when, and how many documents each
+collection lost.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from profiles.identity import IDENTITIES, resolve_id
-from profiles.indexes import AUDIT, CONSENT_LOG, EVENTS
+from profiles.indexes import AUDIT, CONSENT_LOG, EVENTS, EXPOSURES
 from profiles.store import PROFILES
 
-EXPOSURES = "exposures"
-
 Doc = dict[str, Any]
+
+#: Every collection holding a person's data: (fields naming a visitor, fields naming a user).
+#: A subject is found from any of them; what each subject covers is filtered by them too.
+HOLDERS: Final[Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    PROFILES: (("_id",), ()),
+    IDENTITIES: (("profileId",), ("_id",)),
+    EVENTS: (("visitorId",), ("userId",)),
+    CONSENT_LOG: (("visitorId",), ()),
+    # One document per page view, even for a visitor with no profile and no events.
+    EXPOSURES: (("visitorId",), ()),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +48,21 @@ class Subject:
         """Collection → the filter matching this subject's documents there."""
         visitors = sorted(self.profile_ids)
         users = sorted(self.user_ids)
-        return {
-            PROFILES: {"_id": {"$in": visitors}},
-            IDENTITIES: {"$or": [{"_id": {"$in": users}}, {"profileId": {"$in": visitors}}]},
-            EVENTS: {"$or": [{"visitorId": {"$in": visitors}}, {"userId": {"$in": users}}]},
-            CONSENT_LOG: {"visitorId": {"$in": visitors}},
-            EXPOSURES: {"visitorId": {"$in": visitors}},
-        }
+        filters: dict[str, Doc] = {}
+        for collection, (visitor_fields, user_fields) in HOLDERS.items():
+            clauses = [{name: {"$in": visitors}} for name in visitor_fields]
+            clauses += [{name: {"$in": users}} for name in user_fields]
+            filters[collection] = clauses[0] if len(clauses) == 1 else {"$or": clauses}
+        return filters
+
+
+async def _held_anywhere(database: AsyncDatabase[Doc], subject_id: str) -> bool:
+    """Whether any collection holds a document naming `subject_id`, as visitor or user."""
+    for collection, (visitor_fields, user_fields) in HOLDERS.items():
+        clauses = [{name: subject_id} for name in (*visitor_fields, *user_fields)]
+        if await database[collection].find_one({"$or": clauses}, {"_id": 1}) is not None:
+            return True
+    return False
 
 
 async def find_subject(database: AsyncDatabase[Doc], subject_id: str) -> Subject | None:
@@ -56,13 +76,13 @@ async def find_subject(database: AsyncDatabase[Doc], subject_id: str) -> Subject
         if identity is not None:
             start = str(identity["profileId"])
     if start is None:
-        events = await database[EVENTS].find_one(
-            {"$or": [{"visitorId": subject_id}, {"userId": subject_id}]}, {"_id": 1}
-        )
-        consent = await database[CONSENT_LOG].find_one({"visitorId": subject_id}, {"_id": 1})
-        if events is None and consent is None:
+        # No profile: the id may still name events, consent records or page views.
+        if not await _held_anywhere(database, subject_id):
             return None
-        return Subject(frozenset({subject_id}), frozenset({subject_id}))
+        users = {subject_id}
+        async for identity in database[IDENTITIES].find({"profileId": subject_id}):
+            users.add(str(identity["_id"]))
+        return Subject(frozenset({subject_id}), frozenset(users))
     canonical = await resolve_id(profiles, start)
     ids = {subject_id, start, canonical}
     document = await profiles.find_one({"_id": canonical}) or {}

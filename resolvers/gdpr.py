@@ -39,8 +39,11 @@ class GdprQuery:
     )
     async def export_visitor(self, info: TesseraInfo, id: strawberry.ID) -> JSON | None:
         """Profile, aliases, identities, events, exposures and consent history."""
-        database = info.context.services.store.collection.database
-        exported = await export_subject(database, str(id))
+        services = info.context.services
+        if services.exposures is not None:
+            # Page views still queued here are data held about the visitor too.
+            await services.exposures.flush()
+        exported = await export_subject(services.store.collection.database, str(id))
         return None if exported is None else cast(JSON, exportable(exported))
 
 

@@ -219,6 +219,23 @@ EXPECTED = [
         "the template reads 'visitor.traits.frstName', which is not a profile or request field",
     ),
     (
+        "template.syntax",
+        "home",
+        "home-greeting",
+        "deep-template",
+        "blocks[6].variants[3].fields.text",
+        "the template does not compile (line 1): the template nests expressions or tags more "
+        "than 32 levels deep",
+    ),
+    (
+        "template.limit",
+        "home",
+        "home-greeting",
+        "bomb-template",
+        "blocks[6].variants[4].fields.text",
+        "the template fails in the sandbox: `~` would build more than 8,192 characters",
+    ),
+    (
         "block.duplicate-id",
         "home",
         "home-greeting",

@@ -142,6 +142,6 @@ def test_template_problems_in_loops_ignore_local_names() -> None:
 
 
 def test_time_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("blocks.templating.TIME_BUDGET", 0.0)
+    monkeypatch.setattr("blocks.sandbox.TIME_BUDGET", 0.0)
     with pytest.raises(TemplateError, match="the template took too long"):
         render("{% for i in range(3) %}{{ i }}{% endfor %}", {})
