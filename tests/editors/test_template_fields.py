@@ -202,7 +202,7 @@ async def test_hostile_templates_never_break_the_page_nor_content_health(
                 body = response.json()
                 assert "errors" not in body, body
                 blocks = body["data"]["page"]["blocks"]
-                shown[visitor] = {block["id"]: block["text"] for block in blocks}
+                shown[visitor] = {block["blockId"]: block["text"] for block in blocks}
             query = '{ contentHealth(slug: "hostile") { findings { code path message } } }'
             health = (await graphql(client, query, headers=PREVIEW)).json()
     assert shown["tpl-ada"] == {
