@@ -20,9 +20,10 @@ from pydantic import ValidationError
 
 from blocks.audiences import Audience, find_cycle
 from blocks.block_types import validate_fields
-from blocks.conditions import ROOT, validate
+from blocks.conditions import ROOT, read_attributes, validate
 from blocks.metadata import check_block, format_path
 from blocks.parse import ScheduleDoc
+from blocks.selection import EDGE_ATTRIBUTES, SHARED_ATTRIBUTES
 from blocks.templating import HTML_FIELDS, is_template, template_problems
 
 Severity = Literal["error", "warning"]
@@ -46,6 +47,10 @@ RULES: Mapping[str, tuple[Severity, str]] = {
     "block.no-default": ("error", "a block without a default variant"),
     "block.multiple-defaults": ("error", "a block with more than one `default: true`"),
     "variant.unreachable": ("warning", "a variant that can never be chosen"),
+    "condition.private": (
+        "warning",
+        "a condition on the visitor's own attributes: the page is never shared by an edge cache",
+    ),
     "schedule.inverted": ("error", "a schedule that ends before it starts"),
     "schedule.expired": ("warning", "a schedule that is already over"),
     "schedule.timezone": ("error", "a schedule in an unknown time zone"),
@@ -142,6 +147,25 @@ def _check_condition(
             "condition.unknown-operator": "use an operator listed in docs/editors.md",
         }.get(code, "see the condition syntax in docs/editors.md")
         out.add(code, where, problem.message, suggestion, block=block, variant=variant)
+
+
+def _check_shareable(
+    out: _Collector, condition: Any, path: str, block: str | None, variant: str | None
+) -> None:
+    if validate(condition):
+        return  # reported as malformed already
+    individual = read_attributes(condition) - EDGE_ATTRIBUTES - SHARED_ATTRIBUTES
+    if individual:
+        out.add(
+            "condition.private",
+            path,
+            f"reads the visitor's own {', '.join(sorted(individual))}: every page showing this "
+            "block is private to its visitor, and no edge cache can share it",
+            "define an audience with this condition and target it with `audiences:` "
+            "(audience pages are shared among visitors with the same memberships)",
+            block=block,
+            variant=variant,
+        )
 
 
 def _check_audiences(
@@ -416,6 +440,8 @@ def lint_block(
         )
         if isinstance(variant.get("condition"), Mapping):
             _check_condition(out, variant["condition"], f"{where}.condition", block, variant_id)
+            if variant.get("default") is not True:
+                _check_shareable(out, variant["condition"], f"{where}.condition", block, variant_id)
         _check_schedule(out, variant.get("schedule"), f"{where}.schedule", now, block, variant_id)
         _check_fields(out, block_type, variant, where, block)
         _check_templates(

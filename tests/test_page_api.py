@@ -69,15 +69,15 @@ async def test_page_shape_blocks_in_order_with_typed_fields(client: httpx.AsyncC
         assert block["decision"]["variantId"] == block["variantId"]
 
 
-async def test_condition_and_cart_abandoner_targeting(client: httpx.AsyncClient) -> None:
+async def test_cart_rule_and_cart_abandoner_targeting(client: httpx.AsyncClient) -> None:
     page = await page_for(client, "demo-cart")
     assert variants(page)["home-hero"] == "cart-reminder"
-    # The condition variant outranks the audience one by priority.
+    # The big-first-cart rule outranks the cart-abandoner variant by priority.
     assert variants(page)["home-cta"] == "big-cart-express"
     cta = next(block for block in page["blocks"] if block["blockId"] == "home-cta")
     assert cta["decision"] == {
         "variantId": "big-cart-express",
-        "reason": "condition",
+        "reason": "audience:big_first_cart",
         "ruleId": "first-order-big-cart",
         "score": None,
         "experiment": None,

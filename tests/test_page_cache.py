@@ -43,8 +43,12 @@ async def test_same_decisions_share_a_response_other_decisions_do_not(
     assert (cache.hits, cache.misses) == (1, 2)
     assert variants(vip.json()["data"]["page"])["home-hero"] == "vip-early-access"
     assert variants(second.json()["data"]["page"])["home-hero"] == "welcome-offer"
-    # Headers that belong to the visitor are still per request.
-    assert second.headers["cache-control"] == "private, no-store"
+    # Headers are still per request: the first presented no edge key (private, and it
+    # hands one out), the second presents it (the client keeps cookies): shareable.
+    assert first.headers["cache-control"] == "private, no-store"
+    assert "tsr_ek=" in first.headers["set-cookie"]
+    assert second.headers["x-tessera-cache-scope"] == "audience"
+    assert "set-cookie" not in second.headers
 
 
 async def test_a_visitor_whose_decisions_change_gets_a_new_response(

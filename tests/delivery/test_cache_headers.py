@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import httpx
+from asgi_lifespan import LifespanManager
 
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.conftest import Clock
 from tests.graphql_helpers import INGEST, PAGE_QUERY, graphql
 
 ABOUT = 'query { page(slug: "about") { slug cacheScope blocks { id blockId variantId } } }'
 # Targets audiences only (outdoor_fan, returning, dach, mobile): shareable per edge key.
 OUTDOOR = 'query { page(slug: "outdoor") { cacheScope blocks { blockId variantId } } }'
-# A cart condition and templated visit counts: never shareable.
+# Audiences, and a returning visitor's visit count in a template (private for them).
 HOME = 'query { page(slug: "home") { cacheScope blocks { blockId variantId } } }'
 
 
@@ -145,13 +150,45 @@ async def test_visitor_fields_mutations_errors_and_previews_are_private(
     assert bad.headers["cache-control"] == "private, no-store"
 
 
+CART_PAGE = """
+slug: cart-page
+title: Cart page
+blocks:
+  - id: cart-cta
+    type: banner
+    variants:
+      - id: plain
+        default: true
+        fields: {text: Hello}
+      - id: big
+        condition: {"cart.value": {"$gte": 150}}
+        fields: {text: Big cart}
+"""
+
+
 async def test_a_page_reading_individual_data_is_private_for_everyone(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, settings: Settings, clock: Clock, tmp_path: Path
 ) -> None:
-    for visitor in ("new-x", "demo-vip", "demo-cart"):
-        response = await get(client, HOME, {"X-Visitor-Id": visitor})
-        assert response.headers["cache-control"] == "private, no-store", visitor
-        assert response.json()["data"]["page"]["cacheScope"] == "PRIVATE"
+    # The demo home shows a returning visitor their visit count (a personal template).
+    returning = await get(client, HOME, {"X-Visitor-Id": "demo-returning"})
+    assert returning.headers["cache-control"] == "private, no-store"
+    assert returning.json()["data"]["page"]["cacheScope"] == "PRIVATE"
+    # A condition on the cart: private for every visitor, matched or not.
+    (tmp_path / "content" / "pages").mkdir(parents=True)
+    (tmp_path / "content" / "pages" / "cart-page.yaml").write_text(CART_PAGE)
+    application = create_app(
+        settings.model_copy(update={"content_dir": tmp_path / "content"}), clock=clock
+    )
+    query = '{ page(slug: "cart-page") { cacheScope blocks { variantId } } }'
+    async with LifespanManager(application) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as own:
+            for visitor in ("new-x", "demo-cart"):
+                first = await get(own, query, {"X-Visitor-Id": visitor})
+                key = cookies(first).get("tsr_ek", "none")
+                again = await get(own, query, {"X-Visitor-Id": visitor, "X-Tessera-Edge-Key": key})
+                assert again.headers["cache-control"] == "private, no-store", visitor
+                assert again.json()["data"]["page"]["cacheScope"] == "PRIVATE"
 
 
 async def test_introspection_and_typename_are_public(client: httpx.AsyncClient) -> None:

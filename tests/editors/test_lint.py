@@ -162,6 +162,15 @@ EXPECTED = [
         "variants 'one', 'two' are all marked `default: true`",
     ),
     (
+        "condition.private",
+        "home",
+        "home-cta",
+        "private-cart",
+        "blocks[2].variants[6].condition",
+        "reads the visitor's own cart: every page showing this block is private to its "
+        "visitor, and no edge cache can share it",
+    ),
+    (
         "variant.unreachable",
         "home",
         "home-products",

@@ -102,7 +102,7 @@ async def test_attribute_overrides_drive_conditions_audiences_and_templates(
 ) -> None:
     page = await _page(client, {"attributes": {"cart.value": 200, "traits.orders": 0}})
     assert variants(page)["home-cta"] == "big-cart-express"
-    assert reasons(page)["home-cta"] == "condition"
+    assert reasons(page)["home-cta"] == "audience:big_first_cart"
     page = await _page(client, {"attributes": {"traits.pageViews": 7}})
     hero = next(b for b in page["blocks"] if b["blockId"] == "home-hero")
     assert hero["variantId"] == "welcome-back"  # `returning` computed from the override
