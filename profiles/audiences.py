@@ -29,10 +29,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from blocks.audiences import Audience, AudienceSet, find_cycle
 from blocks.lint import lint_audiences
+from common import collections
 
 logger = logging.getLogger(__name__)
 
-AUDIENCES = "audiences"
+AUDIENCES = collections.AUDIENCES
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _KEYS = frozenset({"name", "description", "condition", "audiences", "audienceMatch"})
 

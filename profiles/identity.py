@@ -19,12 +19,13 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from common import collections
 from profiles.store import MAX_HOPS, PROFILES
 from profiles.traits import merge_profiles, new_profile
 
 logger = logging.getLogger(__name__)
 
-IDENTITIES = "identities"
+IDENTITIES = collections.IDENTITIES
 MAX_ATTEMPTS = 50
 
 Doc = dict[str, Any]

@@ -8,14 +8,16 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
-EVENTS = "events"
-CONSENT_LOG = "consent_log"
-AUDIT = "audit"
-PENDING = "pending_commits"
+from common import collections
+
+EVENTS = collections.EVENTS
+CONSENT_LOG = collections.CONSENT_LOG
+AUDIT = collections.AUDIT
+PENDING = collections.PENDING
 TTL_INDEX = "events_ttl"
 EXPOSURES_TTL_INDEX = "exposures_ttl"
 #: Written by scoring.exposures (the name is repeated here to keep profiles free of scoring).
-EXPOSURES = "exposures"
+EXPOSURES = collections.EXPOSURES
 #: The index of the per-block exposure shape (visitorId, blockId, ts), dropped at start-up.
 OLD_EXPOSURES_INDEX = "exposures_visitor_block"
 
@@ -50,7 +52,7 @@ async def ensure_indexes(
     await events.create_index([("userId", ASCENDING)], name="events_user", sparse=True)
     await events.create_index([("commit", ASCENDING)], name="events_commit")
     await _ttl_index(database, EVENTS, "receivedAt", TTL_INDEX, retention_days)
-    profiles = database["profiles"]
+    profiles = database[collections.PROFILES]
     await profiles.create_index([("mergedInto", ASCENDING)], name="profiles_merged", sparse=True)
     await profiles.create_index([("userId", ASCENDING)], name="profiles_user", sparse=True)
     await database[CONSENT_LOG].create_index(

@@ -7,7 +7,9 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-PROFILES = "profiles"
+from common import collections
+
+PROFILES = collections.PROFILES
 # A merged visitor's profile is a stub naming the profile it merged into.
 MAX_HOPS = 4
 

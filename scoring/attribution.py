@@ -25,9 +25,10 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from common import collections
 from scoring.exposures import EXPOSURES, block_exposures
 
-EVENTS = "events"
+EVENTS = collections.EVENTS
 DEFAULT_WINDOW = timedelta(minutes=30)
 CONVERSION_TYPES: tuple[str, ...] = ("purchase",)
 _BATCH = 1000

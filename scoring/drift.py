@@ -23,13 +23,14 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from scipy.stats import chi2_contingency, ks_2samp
 
+from common import collections
 from scoring.errors import ModelNotFound, NotEnoughData, ScoringError
 from scoring.exposures import EXPOSURES, block_exposures
 from scoring.features import candidate_row, categorical_features, numeric_features
 from scoring.metrics import MODEL_DRIFT_MAX
 from scoring.registry import VARIANT_MODEL, LoadedModel, ModelRegistry
 
-DRIFT = "models.drift"
+DRIFT = collections.MODEL_DRIFT
 #: Below this many values on either side a feature is reported but not tested.
 MIN_SAMPLE = 20
 #: Added to every category's share so a category absent on one side stays finite.

@@ -26,13 +26,14 @@ from pymongo.errors import PyMongoError
 from blocks.context import TargetingContext
 from blocks.model import Page
 from blocks.selection import PageDecision, Scores
+from common import collections
 from scoring.features import Snapshot, visitor_snapshot
 from scoring.metrics import EXPOSURE_WRITES_DEFERRED, EXPOSURES_DROPPED, EXPOSURES_LOGGED
 from scoring.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
-EXPOSURES = "exposures"
+EXPOSURES = collections.EXPOSURES
 #: Page-level fields every flattened block record repeats.
 PAGE_FIELDS = ("visitorId", "page", "locale", "ts", "personalized", "features")
 

@@ -28,11 +28,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 
+from common import collections
 from scoring.errors import NotEnoughData
 from scoring.evaluation import ReliabilityBin, expected_calibration_error, reliability_table
 from scoring.registry import PROPENSITY_MODEL, ModelRegistry
 
-PROFILES = "profiles"
+PROFILES = collections.PROFILES
 SCORE_FIELD = "scores.purchasePropensity"
 MIN_PROFILES = 40
 MIN_PER_CLASS = 10

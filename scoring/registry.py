@@ -27,13 +27,14 @@ from gridfs import AsyncGridFSBucket
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
+from common import collections
 from common.state_secret import state_secret
 from scoring.errors import ModelNotFound, SignatureMismatch
 
-BUCKET = "models"
-REGISTRY = "models.registry"
-STATE = "models.state"
-SAMPLES = "models.samples"
+BUCKET = collections.MODELS_BUCKET
+REGISTRY = collections.MODEL_REGISTRY
+STATE = collections.MODEL_STATE
+SAMPLES = collections.MODEL_SAMPLES
 
 #: The kind of the per-(visitor, variant) click model that ranks variants.
 VARIANT_MODEL = "variant"
