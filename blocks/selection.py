@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from blocks.context import TargetingContext
@@ -367,6 +367,21 @@ def rank_page(
             for block in plan.blocks
         ),
         personalized=plan.personalized,
+    )
+
+
+#: Prefixed to the reason of decisions made from a possibly stale profile.
+STALE_PREFIX = "stale:"
+
+
+def mark_stale(decision: PageDecision) -> PageDecision:
+    """Decisions made from a possibly stale profile: they say so, and are never shared."""
+    return replace(
+        decision,
+        decisions=tuple(
+            replace(d, reason=STALE_PREFIX + d.reason, scope="individual", facts=frozenset())
+            for d in decision.decisions
+        ),
     )
 
 

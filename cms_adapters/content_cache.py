@@ -33,6 +33,7 @@ from typing import Any
 from blocks.parse import ParsedPage
 from cms_adapters.base import ChangedKeys, CMSAdapter
 from cms_adapters.errors import CMSError, ContentNotFound
+from common.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class CacheMetrics:
         }
 
 
-class ContentCache:
+class ContentCache(Service):
     """Serve pages from an aiocache backend with SWR, stale-if-error and single flight."""
 
     def __init__(

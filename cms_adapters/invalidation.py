@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from cms_adapters.base import ChangedKeys
 from cms_adapters.content_cache import ContentCache
+from common.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def decode(message: str | bytes) -> tuple[str, str, ChangedKeys] | None:
         return None
 
 
-class Invalidator:
+class Invalidator(Service):
     """Apply a change here, broadcast it to the other replicas, purge the edge."""
 
     def __init__(

@@ -28,6 +28,7 @@ from blocks.selection import (
     PageDecision,
     PagePlan,
     Scores,
+    mark_stale,
     plan_page,
     rank_page,
 )
@@ -276,6 +277,9 @@ async def _assemble(
     features = visitor_snapshot(context)
     decision, scores = await decide(services, plan_page(page, context), features)
     decision, rendered = render_page(page, decision, context, served)
+    if read.source == "stale":
+        # MongoDB missed the budget; the near-cache's copy (the feed is down) stood in.
+        decision = mark_stale(decision)
     if services.exposures is not None and analytics_allowed(
         read, services.default_analytics_consent
     ):

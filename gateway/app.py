@@ -28,7 +28,7 @@ from delivery.edge_keys import EdgeKeys, edge_secret_from
 from delivery.services import IngestLimits, Services
 from gateway.body_limit import BodyLimit
 from gateway.cors import cors_policy, with_cors
-from gateway.embedded_mongo import EmbeddedMongo
+from gateway.database import open_database
 from gateway.events_endpoint import events_endpoint
 from gateway.graphql_endpoint import EdgeOptions, GraphQLEndpoint
 from gateway.last_resort import LastResort
@@ -42,9 +42,10 @@ from gateway.webhooks import webhook
 from profiles.audiences import AudienceCatalog, AudienceRepository
 from profiles.indexes import ensure_indexes
 from profiles.ingest import ConsentDefaults, Ingestor
+from profiles.near_cache import NearCache, ProfileFeed
 from profiles.reader import BudgetedProfileReader
 from profiles.seed import seed_demo
-from profiles.store import ProfileStore
+from profiles.store import PROFILES, ProfileStore
 from resolvers.extensions.query_cost import QueryLimits
 from resolvers.schema import build_schema
 from scoring.drift_monitor import DriftMonitor
@@ -139,18 +140,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
-            if settings.mongodb_uri is not None:
-                uri = settings.mongodb_uri.get_secret_value()
-            else:
-                embedded = EmbeddedMongo(settings.state_dir / "mongo", advertise=True)
-                await asyncio.to_thread(embedded.start)
-                stack.push_async_callback(asyncio.to_thread, embedded.stop)
-                uri = embedded.uri
-            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-                uri, tz_aware=True, appname="tessera", serverSelectionTimeoutMS=2000
-            )
-            stack.push_async_callback(client.close)
-            database = client[settings.mongodb_database]
+            # Entered in order, closed in reverse: the database closes last, after every
+            # service has flushed what it holds (events, exposures).
+            database = await stack.enter_async_context(open_database(settings, app=True))
+            client = database.client
             store = ProfileStore(database)
             repository = AudienceRepository(database)
             if settings.seed_demo:
@@ -160,12 +153,9 @@ def create_app(
                     )
                 except PyMongoError as exc:
                     logger.warning("demo data not seeded, MongoDB unavailable: %s", exc)
-            audiences = AudienceCatalog(
-                repository, refresh_seconds=settings.audience_refresh_seconds
+            audiences = await stack.enter_async_context(
+                AudienceCatalog(repository, refresh_seconds=settings.audience_refresh_seconds)
             )
-            await audiences.refresh()
-            audiences.start()
-            stack.push_async_callback(audiences.stop)
             try:
                 await ensure_indexes(
                     database,
@@ -174,67 +164,78 @@ def create_app(
                 )
             except PyMongoError as exc:
                 logger.warning("indexes not ensured, MongoDB unavailable: %s", exc)
-            ingestor = Ingestor(
-                database,
-                clock=clock,
-                half_life_days=settings.interest_half_life_days,
-                consent=ConsentDefaults(
-                    analytics=settings.default_analytics_consent,
-                    personalization=settings.default_personalization_consent,
-                ),
-                window=settings.event_commit_window_ms / 1000.0,
+            near_cache = NearCache(max_bytes=int(settings.profile_cache_mb * 1024 * 1024))
+            # Before ingestion starts, so no write is missed by the near-cache.
+            feed = await stack.enter_async_context(ProfileFeed(database[PROFILES], near_cache))
+            ingestor = await stack.enter_async_context(
+                Ingestor(
+                    database,
+                    clock=clock,
+                    half_life_days=settings.interest_half_life_days,
+                    consent=ConsentDefaults(
+                        analytics=settings.default_analytics_consent,
+                        personalization=settings.default_personalization_consent,
+                    ),
+                    window=settings.event_commit_window_ms / 1000.0,
+                    on_profile=near_cache.update,
+                )
             )
-            ingestor.start()
-            stack.push_async_callback(ingestor.stop)
             await stack.enter_async_context(limiter)
-            cms = adapter or build_adapter(settings)
-            stack.push_async_callback(cms.aclose)
+            cms = await stack.enter_async_context(adapter or build_adapter(settings))
             cache = open_cache(settings.cache_url)
             stack.push_async_callback(close_cache, cache)
-            content = ContentCache(
-                cms,
-                cache,
-                ttl=settings.content_ttl,
-                stale_while_revalidate=settings.content_stale_while_revalidate,
-                stale_if_error=settings.content_stale_if_error,
-                not_found_ttl=settings.content_not_found_ttl,
+            content = await stack.enter_async_context(
+                ContentCache(
+                    cms,
+                    cache,
+                    ttl=settings.content_ttl,
+                    stale_while_revalidate=settings.content_stale_while_revalidate,
+                    stale_if_error=settings.content_stale_if_error,
+                    not_found_ttl=settings.content_not_found_ttl,
+                )
             )
-            stack.push_async_callback(content.aclose)
             redis_url = settings.cache_url if is_redis(settings.cache_url) else None
-            invalidator = Invalidator(content, purge_sink, redis_url=redis_url)
-            await invalidator.start()
-            stack.push_async_callback(invalidator.aclose)
-            # Pushed after the client: the stack closes both before the client closes.
+            invalidator = await stack.enter_async_context(
+                Invalidator(content, purge_sink, redis_url=redis_url)
+            )
             registry = ModelRegistry(
                 database,
                 signing_key_from(settings.model_signing_key.get_secret_value(), settings.state_dir),
             )
-            scorer = ModelServer(
-                registry, budget=settings.scoring_budget, poll_seconds=settings.model_poll_seconds
-            )
-            await scorer.start()
-            stack.push_async_callback(scorer.aclose)
-            reader = BudgetedProfileReader(store, budget=settings.profile_budget)
-            exposures = ExposureLog(
-                database[EXPOSURES],
-                max_queue=settings.exposure_queue_size,
-                batch_size=settings.exposure_batch_size,
-                defer_while=reader.under_pressure,
-            )
-            exposures.start()
-            stack.push_async_callback(exposures.aclose)
-            if settings.drift_interval_seconds:
-                drift = DriftMonitor(
-                    database,
+            scorer = await stack.enter_async_context(
+                ModelServer(
                     registry,
-                    interval=settings.drift_interval_seconds,
-                    window=timedelta(hours=settings.drift_window_hours),
-                    clock=clock,
-                    # The model this gateway already loaded and verified: no second download.
-                    current=lambda: scorer.model,
+                    budget=settings.scoring_budget,
+                    poll_seconds=settings.model_poll_seconds,
                 )
-                await drift.start()
-                stack.push_async_callback(drift.aclose)
+            )
+            reader = BudgetedProfileReader(
+                store,
+                budget=settings.profile_budget,
+                near_cache=near_cache,
+                feed=feed,
+                max_concurrent=settings.profile_read_concurrency,
+            )
+            exposures = await stack.enter_async_context(
+                ExposureLog(
+                    database[EXPOSURES],
+                    max_queue=settings.exposure_queue_size,
+                    batch_size=settings.exposure_batch_size,
+                    defer_while=reader.under_pressure,
+                )
+            )
+            if settings.drift_interval_seconds:
+                await stack.enter_async_context(
+                    DriftMonitor(
+                        database,
+                        registry,
+                        interval=settings.drift_interval_seconds,
+                        window=timedelta(hours=settings.drift_window_hours),
+                        clock=clock,
+                        # The model this gateway already loaded and verified: no second download.
+                        current=lambda: scorer.model,
+                    )
+                )
             services = Services(
                 content=content,
                 profiles=reader,

@@ -16,7 +16,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from profiles.audiences import (
@@ -28,7 +27,8 @@ from profiles.audiences import (
 
 
 async def _import(args: argparse.Namespace) -> int:
-    from gateway.embedded_mongo import EmbeddedMongoError, database_uri
+    from gateway.database import open_database
+    from gateway.embedded_mongo import EmbeddedMongoError
     from gateway.settings import Settings
 
     settings = Settings()
@@ -41,15 +41,11 @@ async def _import(args: argparse.Namespace) -> int:
         return 2
     async with AsyncExitStack() as stack:
         try:
-            uri = await stack.enter_async_context(database_uri(settings))
+            database = await stack.enter_async_context(open_database(settings))
         except EmbeddedMongoError as exc:
             print(f"audiences: cannot open the embedded database: {exc}", file=sys.stderr)
             return 2
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            uri, serverSelectionTimeoutMS=5000
-        )
-        stack.push_async_callback(client.close)
-        repository = AudienceRepository(client[settings.mongodb_database])
+        repository = AudienceRepository(database)
         try:
             count = await repository.import_documents(documents, replace_all=args.replace)
         except AudienceError as exc:

@@ -50,8 +50,8 @@ def running_server(storage: Path) -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def database_uri(settings: Settings) -> AsyncIterator[str]:
-    """The URI the CLI should use: MONGODB_URI, a running `serve`'s embedded server, or its own."""
+async def database_uri(settings: Settings, *, advertise: bool = False) -> AsyncIterator[str]:
+    """MONGODB_URI, a running `serve`'s embedded server, or one of the caller's own."""
     if settings.mongodb_uri is not None:
         yield settings.mongodb_uri.get_secret_value()
         return
@@ -60,7 +60,7 @@ async def database_uri(settings: Settings) -> AsyncIterator[str]:
     if shared is not None:
         yield shared
         return
-    embedded = EmbeddedMongo(storage)
+    embedded = EmbeddedMongo(storage, advertise=advertise)
     await asyncio.to_thread(embedded.start)
     try:
         yield embedded.uri

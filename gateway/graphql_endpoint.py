@@ -332,8 +332,12 @@ class GraphQLEndpoint:
                 )
             except MissingQueryError:
                 return _plain_error(400, "No GraphQL query found in the request.")
-            body = _encode(process_result(result))
             request_error = _is_request_error(result)
+            processed = dict(process_result(result))
+            if request_error:
+                # Nothing was executed: the GraphQL-over-HTTP spec wants no `data` at all.
+                processed.pop("data", None)
+            body = _encode(processed)
             status = 400 if request_error and media_type == GRAPHQL_RESPONSE else 200
             if result.errors:
                 delivery.mark_private("errors")

@@ -44,17 +44,11 @@ async def _audiences(args: argparse.Namespace, settings: Any) -> tuple[dict[str,
         path = Path(args.audiences)
         return audiences_from_file(path), str(path)
     if settings.mongodb_uri is not None:
-        from pymongo import AsyncMongoClient
-
+        from gateway.database import open_database
         from profiles.audiences import AudienceRepository
 
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            settings.mongodb_uri.get_secret_value(), serverSelectionTimeoutMS=5000
-        )
-        try:
-            loaded = await AudienceRepository(client[settings.mongodb_database]).load()
-        finally:
-            await client.close()
+        async with open_database(settings) as database:
+            loaded = await AudienceRepository(database).load()
         return {a.name: a for a in loaded}, "MongoDB"
     path = DEMO_DIR / "audiences.yaml"
     return audiences_from_file(path), f"{path} (the embedded default's seed)"

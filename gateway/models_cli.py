@@ -26,7 +26,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
@@ -43,21 +42,17 @@ class _Unusable(Exception):
 
 @asynccontextmanager
 async def _database() -> AsyncIterator[tuple[Database, ModelRegistry]]:
-    from gateway.embedded_mongo import EmbeddedMongoError, database_uri
+    from gateway.database import open_database
+    from gateway.embedded_mongo import EmbeddedMongoError
     from gateway.settings import Settings
 
     settings = Settings()
     secret = settings.model_signing_key.get_secret_value()
     async with AsyncExitStack() as stack:
         try:
-            uri = await stack.enter_async_context(database_uri(settings))
+            database = await stack.enter_async_context(open_database(settings))
         except EmbeddedMongoError as exc:
             raise _Unusable(f"cannot open the embedded database: {exc}") from exc
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            uri, serverSelectionTimeoutMS=5000, tz_aware=True
-        )
-        stack.push_async_callback(client.close)
-        database = client[settings.mongodb_database]
         key = signing_key_from(secret, settings.state_dir)
         yield database, ModelRegistry(database, key)
 

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     profile_budget_ms: float = Field(default=50.0, gt=0)
+    profile_cache_mb: float = Field(default=64.0, ge=0)
+    profile_read_concurrency: int = Field(default=32, ge=1)
     state_dir: Path = Field(default_factory=_default_state_dir)
     seed_demo: bool = True
     audience_refresh_seconds: float = Field(default=30.0, gt=0)

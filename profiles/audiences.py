@@ -17,7 +17,6 @@ file format (YAML or JSON) is the one of `gateway/demo/audiences.yaml`::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from blocks.audiences import Audience, AudienceSet, find_cycle
 from blocks.lint import lint_audiences
 from common import collections
+from common.service import Service, cancel
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class AudienceRepository:
         return len(incoming)
 
 
-class AudienceCatalog:
+class AudienceCatalog(Service):
     """The current audience set, refreshed from MongoDB in the background.
 
     Requests read `current` without I/O; a failed refresh keeps the last set.
@@ -244,14 +244,12 @@ class AudienceCatalog:
             await asyncio.sleep(self.refresh_seconds)
             await self.refresh()
 
-    def start(self) -> None:
-        """Start refreshing in the background."""
+    async def start(self) -> None:
+        """Load the audiences now, then refresh them in the background."""
+        await self.refresh()
         self._task = asyncio.create_task(self._loop(), name="audience-refresh")
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """Stop the background refresh."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)

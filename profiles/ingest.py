@@ -33,7 +33,6 @@ yet; it survives any error, logging each distinct problem once and counting it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -58,6 +57,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
+from common.service import Service, cancel
 from profiles.events import EventType
 from profiles.identity import finish_merge, link, redirect
 from profiles.indexes import CONSENT_LOG, EVENTS, PENDING
@@ -189,7 +189,13 @@ class ProblemLog:
         logger.error("%s (logged once): %s: %s", where, type(exc).__name__, exc, exc_info=exc)
 
 
-class Ingestor:
+def _retrieve(future: asyncio.Future[IngestOutcome]) -> None:
+    """Consume an abandoned commit's exception so asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()
+
+
+class Ingestor(Service):
     """Accepts validated events and answers once they are durable."""
 
     def __init__(
@@ -202,6 +208,10 @@ class Ingestor:
         window: float = 0.002,
         max_batch: int = 2000,
         retry_after: int = 2,
+        reconcile_every: float = 30.0,
+        submit_timeout: float = 2.0,
+        close_timeout: float = 10.0,
+        on_profile: Callable[[Doc], None] | None = None,
     ) -> None:
         self.database = database
         journaled = WriteConcern(w=1, j=True)
@@ -217,12 +227,20 @@ class Ingestor:
         self.window = window
         self.max_batch = max_batch
         self.retry_after = retry_after
+        self.reconcile_every = reconcile_every
+        #: How long a request waits for its commit before it is told to retry (503).
+        self.submit_timeout = submit_timeout
+        self.close_timeout = close_timeout
+        #: Told of every profile written (the near-cache's `update`).
+        self.on_profile = on_profile
         self.commits = 0
         self.problems = ProblemLog()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._reconciler: asyncio.Task[None] | None = None
         self._down_until = 0.0
+        #: When the commit in flight started (monotonic), None while idle.
+        self._commit_started: float | None = None
 
     # -- the request side --------------------------------------------------------
 
@@ -231,7 +249,8 @@ class Ingestor:
 
         An event that cannot be stored is left out and reported in `rejected`.
         """
-        if time.monotonic() < self._down_until:
+        if time.monotonic() < self._down_until or self._stalled():
+            # Nothing queued behind a stalled commit: the queue would only grow.
             raise IngestUnavailable(self.retry_after)
         rejected = [
             Rejection(event, path, message)
@@ -248,19 +267,41 @@ class Ingestor:
             raise RuntimeError("Ingestor.start() was not called")
         future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(events, future))
-        outcome = await asyncio.shield(future)
+        outcome = await self._wait(future, len(events))
         outcome.rejected[:0] = rejected
         return outcome
+
+    async def _wait(self, future: asyncio.Future[IngestOutcome], count: int) -> IngestOutcome:
+        """The commit's outcome; IngestUnavailable once the committer looks stalled.
+
+        A commit that has run `submit_timeout` seconds (a stalled or paused
+        database) answers its waiting requests 503 at once; a busy committer that
+        keeps finishing commits is waited for. The commit itself goes on, and a
+        retry with the same event ids is a duplicate, never a second copy.
+        """
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=min(0.25, self.submit_timeout))
+            if done:
+                return future.result()
+            if self._stalled():
+                EVENTS_REFUSED.labels("stalled").inc(count)
+                # The future stays with the commit: its outcome is simply not awaited.
+                future.add_done_callback(_retrieve)
+                raise IngestUnavailable(self.retry_after)
+
+    def _stalled(self) -> bool:
+        started = self._commit_started
+        return started is not None and time.monotonic() - started > self.submit_timeout
 
     def storage_problems(self, event: Event) -> list[tuple[str, str]]:
         """Why `event` cannot join a commit (BSON limits), by field; empty if it can."""
         return event_storage_problems(event)
 
-    def start(self, *, reconcile_every: float = 30.0) -> None:
+    async def start(self) -> None:
         """Start the committer task and the periodic reconciliation."""
         self._task = asyncio.create_task(self._run(), name="event-committer")
         self._reconciler = asyncio.create_task(
-            self._reconcile_loop(reconcile_every), name="event-reconciler"
+            self._reconcile_loop(self.reconcile_every), name="event-reconciler"
         )
 
     async def _reconcile_loop(self, every: float) -> None:
@@ -275,17 +316,26 @@ class Ingestor:
                     self.problems.report("event reconciliation failed, will retry", exc)
             await asyncio.sleep(every)
 
-    async def stop(self) -> None:
-        """Stop the committer after the queued events are committed."""
+    async def aclose(self) -> None:
+        """Stop the committer once the queued events are committed (bounded in time).
+
+        Requests still waiting past `close_timeout` were already answered 503 or
+        are answered so now; their events, if stored, are applied by the next
+        start's reconciliation.
+        """
         if self._task is None:
             return
-        await self._queue.join()
+        try:
+            await asyncio.wait_for(self._queue.join(), self.close_timeout)
+        except TimeoutError:
+            logger.error("event commits did not finish in %.0f s; stopping", self.close_timeout)
         for task in (self._task, self._reconciler):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel(task)
         self._task = self._reconciler = None
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(IngestUnavailable(self.retry_after))
 
     # -- the committer -----------------------------------------------------------
 
@@ -308,9 +358,11 @@ class Ingestor:
                         break
                 batch.append(item)
                 count += len(item.events)
+            self._commit_started = time.monotonic()
             try:
                 await self._commit(batch)
             finally:
+                self._commit_started = None
                 for _ in batch:
                     self._queue.task_done()
 
@@ -482,6 +534,9 @@ class Ingestor:
                 raise result
             elif result is not None:
                 written[pid] = result
+                if self.on_profile is not None:
+                    # Read-your-writes on this replica: the near-cache holds the new profile.
+                    self.on_profile(result)
         for event in events:
             if event.type is EventType.IDENTIFY and event.user_id:
                 try:

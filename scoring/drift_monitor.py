@@ -20,15 +20,15 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from common.service import Service, cancel
 from scoring.drift import DRIFT, drift_report, export_drift, report_from_document
 from scoring.errors import ScoringError
 from scoring.registry import VARIANT_MODEL, LoadedModel, ModelRegistry
-from scoring.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
 
-class DriftMonitor:
+class DriftMonitor(Service):
     """Recomputes the active model's drift report periodically and exports its maxima."""
 
     def __init__(

@@ -27,9 +27,9 @@ from blocks.context import TargetingContext
 from blocks.model import Page
 from blocks.selection import PageDecision, Scores
 from common import collections
+from common.service import Service, cancel
 from scoring.features import Snapshot, visitor_snapshot
 from scoring.metrics import EXPOSURE_WRITES_DEFERRED, EXPOSURES_DROPPED, EXPOSURES_LOGGED
-from scoring.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def block_exposures(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     return records
 
 
-class ExposureLog:
+class ExposureLog(Service):
     """A bounded queue of page exposure documents and the task that writes them in batches."""
 
     def __init__(
@@ -148,7 +148,7 @@ class ExposureLog:
         """Page documents queued and not yet written."""
         return self._queue.qsize()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start the background writer."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="exposure-writer")

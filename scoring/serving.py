@@ -18,16 +18,15 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 from pymongo.errors import PyMongoError
 
 from blocks.selection import PagePlan
+from common.service import Service, cancel
 from scoring.features import Snapshot, candidate_rows
 from scoring.metrics import ACTIVE_MODEL, MODEL_LOAD_FAILURES, SCORING, SCORING_SECONDS
 from scoring.registry import VARIANT_MODEL, LoadedModel, ModelRegistry
-from scoring.tasks import cancel
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def _predict(estimator: Any, snapshot: Snapshot, candidates: list[_Candidate]) -
     return [float(value) for value in probabilities]
 
 
-class ModelServer:
+class ModelServer(Service):
     """The active model of one kind, scored off the event loop and reloaded when it changes."""
 
     def __init__(
@@ -118,18 +117,6 @@ class ModelServer:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
         self._set_model(None)
-
-    async def __aenter__(self) -> ModelServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _watch(self) -> None:
         while True:

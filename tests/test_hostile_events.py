@@ -177,9 +177,10 @@ async def ingestor(mongo: Mongo, database_name: str, clock: Clock) -> AsyncItera
     db = mongo[database_name]
     await ensure_indexes(db, retention_days=90)
     started = Ingestor(db, clock=clock)
-    started.start(reconcile_every=3600)
+    started.reconcile_every = 3600
+    await started.start()
     yield started
-    await started.stop()
+    await started.aclose()
 
 
 async def test_unstorable_events_are_refused_alone_before_the_commit(
@@ -221,7 +222,8 @@ async def test_a_poisoned_shared_commit_is_split_so_only_the_offender_fails(
     db = mongo[database_name]
     await ensure_indexes(db, retention_days=90)
     ingestor = Unchecked(db, clock=clock)
-    ingestor.start(reconcile_every=3600)
+    ingestor.reconcile_every = 3600
+    await ingestor.start()
     before = splits()
     try:
         valid = [ingestor.submit(valid_events(clock, f"s{n}")) for n in range(200)]
@@ -232,7 +234,7 @@ async def test_a_poisoned_shared_commit_is_split_so_only_the_offender_fails(
         requests = valid[:50] + bad[:1] + valid[50:150] + bad[1:] + valid[150:]
         outcomes = await asyncio.gather(*requests, return_exceptions=True)
     finally:
-        await ingestor.stop()
+        await ingestor.aclose()
     failed = [o for o in outcomes if not isinstance(o, IngestOutcome)]
     assert len(failed) == 2
     assert all(isinstance(f, IngestRejected) for f in failed), failed
@@ -348,7 +350,8 @@ async def test_a_shared_write_that_fails_is_split_and_retried(
         db = client["tessera"]
         await ensure_indexes(db, retention_days=90)
         ingestor = Ingestor(db, clock=clock)
-        ingestor.start(reconcile_every=3600)
+        ingestor.reconcile_every = 3600
+        await ingestor.start()
         before = splits()
         await client.admin.command(
             {"configureFailPoint": "failCommand", "mode": mode,
@@ -359,7 +362,7 @@ async def test_a_shared_write_that_fails_is_split_and_retried(
                 *(ingestor.submit(valid_events(clock, f"f{n}")) for n in range(64))
             )
         finally:
-            await ingestor.stop()
+            await ingestor.aclose()
         assert all(o.accepted == 5 for o in outcomes)
         assert await db["events"].count_documents({}) == 64 * 5
         assert await db["profiles"].count_documents({"traits.orders": 5}) == 64

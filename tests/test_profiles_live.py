@@ -301,14 +301,15 @@ async def test_default_personalization_consent_applies_to_new_profiles(
     ingestor = Ingestor(
         mongo[database_name], clock=clock, consent=ConsentDefaults(personalization=False)
     )
-    ingestor.start(reconcile_every=3600)
+    ingestor.reconcile_every = 3600
+    await ingestor.start()
     raw = {"type": "page_view", "eventId": "opt-in-1", "visitorId": "eu"}
     parsed = parse_event(raw, 0, now=clock.now, max_skew=timedelta(days=1))
     assert isinstance(parsed, Event)
     try:
         await ingestor.submit([parsed])
     finally:
-        await ingestor.stop()
+        await ingestor.aclose()
     profile = await mongo[database_name]["profiles"].find_one({"_id": "eu"})
     assert profile is not None
     assert profile["consent"] == {"analytics": True, "personalization": False, "source": "default"}

@@ -59,11 +59,12 @@ async def test_a_commit_already_in_the_profile_is_not_applied_again(
 ) -> None:
     db = mongo[database_name]
     ingestor = Ingestor(db, clock=clock)
-    ingestor.start(reconcile_every=3600)
+    ingestor.reconcile_every = 3600
+    await ingestor.start()
     try:
         outcome = await ingestor.submit(events(clock, "done", 3))
     finally:
-        await ingestor.stop()
+        await ingestor.aclose()
     assert outcome.accepted == 3
     profile = await db["profiles"].find_one({"_id": "done"})
     assert profile is not None
@@ -95,7 +96,7 @@ def failures(error: str) -> float:
 async def wait_for(condition: Callable[[], Awaitable[bool]], seconds: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        assert asyncio.get_running_loop().time() < deadline, f"timed out: {condition.__name__}"
         await asyncio.sleep(0.02)
 
 
@@ -107,7 +108,8 @@ async def test_a_profile_that_cannot_be_updated_fails_neither_the_request_nor_th
     # A profile damaged outside Tessera: updating it raises AttributeError, not a PyMongoError.
     await db["profiles"].insert_one({"_id": "corrupt", "version": 1, "traits": "damaged"})
     ingestor = Ingestor(db, clock=clock)
-    ingestor.start(reconcile_every=0.02)
+    ingestor.reconcile_every = 0.02
+    await ingestor.start()
     try:
         outcomes = await asyncio.gather(
             ingestor.submit(events(clock, "corrupt", 2)), ingestor.submit(events(clock, "fine", 2))
@@ -162,7 +164,7 @@ async def test_a_profile_that_cannot_be_updated_fails_neither_the_request_nor_th
         assert repaired is not None
         assert repaired["traits"]["orders"] == 2
     finally:
-        await ingestor.stop()
+        await ingestor.aclose()
 
 
 class Flaky(Ingestor):
@@ -182,7 +184,8 @@ async def test_the_reconciler_loop_survives_any_error(
 ) -> None:
     ingestor = Flaky(mongo[database_name], clock=clock)
     before = failures("RuntimeError")
-    ingestor.start(reconcile_every=0.01)
+    ingestor.reconcile_every = 0.01
+    await ingestor.start()
     try:
 
         async def three_rounds() -> bool:
@@ -190,7 +193,7 @@ async def test_the_reconciler_loop_survives_any_error(
 
         await wait_for(three_rounds)
     finally:
-        await ingestor.stop()
+        await ingestor.aclose()
     assert failures("RuntimeError") == before + 1
     assert [r.levelname for r in caplog.records if "injected failure" in r.getMessage()] == [
         "ERROR"

@@ -27,7 +27,7 @@ async def test_aclose_gives_up_after_close_timeout_and_counts_the_rest(
     try:
         collection = client[database_name][EXPOSURES]
         log = ExposureLog(collection, batch_size=10, flush_interval=0.01, close_timeout=0.5)
-        log.start()
+        await log.start()
         closed = _closed()
         log.record({"_id": str(i)} for i in range(25))
         await asyncio.sleep(0.1)  # the first batch is now waiting on the dead server

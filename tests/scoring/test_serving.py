@@ -363,7 +363,7 @@ async def test_a_full_queue_drops_and_counts(mongo: Mongo, database_name: str) -
     dropped = _sample("tessera_exposures_dropped_total", {"cause": "queue_full"})
     log.record({"_id": str(i)} for i in range(5))
     assert _sample("tessera_exposures_dropped_total", {"cause": "queue_full"}) == dropped + 3
-    log.start()
+    await log.start()
     await log.aclose()
     assert await collection.count_documents({}) == 2
 
@@ -371,7 +371,7 @@ async def test_a_full_queue_drops_and_counts(mongo: Mongo, database_name: str) -
 async def test_aclose_writes_everything_queued(mongo: Mongo, database_name: str) -> None:
     collection = mongo[database_name][EXPOSURES]
     log = ExposureLog(collection, batch_size=7, flush_interval=10.0)
-    log.start()
+    await log.start()
     logged = _sample("tessera_exposures_logged_total")
     log.record({"_id": str(i)} for i in range(50))
     await log.aclose()
@@ -385,7 +385,7 @@ async def test_a_refused_batch_is_dropped_and_counted(mongo: Mongo, database_nam
     collection = mongo[database_name][EXPOSURES]
     await collection.insert_one({"_id": "taken"})
     log = ExposureLog(collection, flush_interval=0.01)
-    log.start()
+    await log.start()
     errors = _sample("tessera_exposures_dropped_total", {"cause": "error"})
     log.record([{"_id": "taken"}, {"_id": "new"}])
     await log.aclose()
@@ -397,7 +397,7 @@ async def test_writes_wait_while_profile_reads_are_slow(mongo: Mongo, database_n
     collection = mongo[database_name][EXPOSURES]
     busy = True
     log = ExposureLog(collection, flush_interval=0.01, defer_while=lambda: busy, max_defer=30)
-    log.start()
+    await log.start()
     deferred = _sample("tessera_exposure_writes_deferred_total")
     log.record([{"_id": "a"}, {"_id": "b"}])
     await asyncio.sleep(0.2)
@@ -412,7 +412,7 @@ async def test_writes_wait_while_profile_reads_are_slow(mongo: Mongo, database_n
 async def test_a_held_batch_is_written_after_max_defer(mongo: Mongo, database_name: str) -> None:
     collection = mongo[database_name][EXPOSURES]
     log = ExposureLog(collection, flush_interval=0.01, defer_while=lambda: True, max_defer=0.1)
-    log.start()
+    await log.start()
     log.record([{"_id": "a"}])
     await asyncio.wait_for(log.flush(), timeout=5)
     assert await collection.count_documents({}) == 1

@@ -1,0 +1,41 @@
+"""Open MongoDB: the one way the app and every CLI connect.
+
+`MONGODB_URI` when it is set; otherwise the embedded SecantusDB server: the
+one a running `serve` advertises under `STATE_DIR`, else a server of the
+caller's own (advertised, when the caller is the app, so the CLI can share
+it). The driver is `pymongo`'s async API with timezone-aware datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from gateway.embedded_mongo import database_uri
+from gateway.settings import Settings
+
+Database = AsyncDatabase[dict[str, Any]]
+
+#: How long a command waits for a server: long enough for a restart, short enough to
+#: answer a request (reads have their own, shorter, budgets).
+SERVER_SELECTION_MS = 2000
+
+
+@asynccontextmanager
+async def open_database(settings: Settings, *, app: bool = False) -> AsyncIterator[Database]:
+    """The configured database (its client is `database.client`), closed on exit."""
+    async with database_uri(settings, advertise=app) as uri:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            uri,
+            tz_aware=True,
+            appname="tessera" if app else "tessera-cli",
+            serverSelectionTimeoutMS=SERVER_SELECTION_MS,
+        )
+        try:
+            yield client[settings.mongodb_database]
+        finally:
+            await client.close()

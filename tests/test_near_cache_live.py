@@ -1,0 +1,191 @@
+"""The near-cache against a real server: the change stream, and two gateways on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient, WriteConcern
+
+from gateway.embedded_mongo import EmbeddedMongo, free_port
+from profiles.near_cache import NearCache, ProfileFeed
+from tests.graphql_helpers import PUBLISHABLE_KEY
+
+Mongo = AsyncMongoClient[dict[str, Any]]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> float:
+    """Seconds until `check` holds (fails after `seconds`)."""
+    started = time.monotonic()
+    while not await check():
+        assert time.monotonic() - started < seconds, "not within the deadline"
+        await asyncio.sleep(0.005)
+    return time.monotonic() - started
+
+
+async def test_the_feed_applies_writes_made_elsewhere(mongo: Mongo, database_name: str) -> None:
+    collection = mongo[database_name]["profiles"]
+    await collection.insert_one({"_id": "v1", "traits": {"pageViews": 1}})
+    cache = NearCache()
+    async with ProfileFeed(collection, cache) as feed:
+        assert feed.healthy
+        cache.put("v1", await collection.find_one({"_id": "v1"}))
+        await collection.update_one({"_id": "v1"}, {"$set": {"traits.pageViews": 2}})
+
+        async def updated() -> bool:
+            entry = cache.get("v1")
+            return entry is not None and entry.profile["traits"]["pageViews"] == 2  # type: ignore[index]
+
+        await eventually(updated)
+        cache.put("v2", None)  # a new visitor, absent
+        await collection.insert_one({"_id": "v2", "traits": {"pageViews": 1}})
+
+        async def inserted() -> bool:
+            entry = cache.get("v2")
+            return entry is not None and entry.profile is not None
+
+        await eventually(inserted)
+        await collection.delete_one({"_id": "v1"})
+
+        async def deleted() -> bool:
+            return cache.get("v1") is None
+
+        await eventually(deleted)
+    assert not feed.healthy
+
+
+async def test_the_feed_resumes_after_the_server_restarts(own_server: EmbeddedMongo) -> None:
+    client: Mongo = AsyncMongoClient(own_server.uri, tz_aware=True, serverSelectionTimeoutMS=2000)
+    # Journaled: the document survives the kill below.
+    collection = client["feed"].get_collection("profiles", write_concern=WriteConcern(j=True))
+    await collection.insert_one({"_id": "v", "n": 1})
+    cache = NearCache()
+    try:
+        async with ProfileFeed(collection, cache, retry_initial=0.05, retry_max=0.2) as feed:
+            cache.put("v", await collection.find_one({"_id": "v"}))
+            own_server.kill()
+
+            async def broken() -> bool:
+                return not feed.healthy
+
+            await eventually(broken)
+            own_server.start()
+
+            async def healthy() -> bool:
+                return feed.healthy
+
+            await eventually(healthy, 30)
+            cache.put("v", await collection.find_one({"_id": "v"}))
+            await collection.update_one({"_id": "v"}, {"$set": {"n": 2}})
+
+            async def followed() -> bool:
+                entry = cache.get("v")
+                return entry is not None and entry.profile["n"] == 2  # type: ignore[index]
+
+            await eventually(followed)
+            assert feed.restarts >= 1
+    finally:
+        await client.close()
+
+
+class Gateway:
+    def __init__(self, uri: str, database: str, state: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "MONGODB_URI": uri,
+            "MONGODB_DATABASE": database,
+            "STATE_DIR": str(state),
+            "PORT": str(self.port),
+            "LOG_LEVEL": "WARNING",
+            "PUBLISHABLE_KEYS": PUBLISHABLE_KEY,
+            "EDGE_KEY_SECRET": "shared-edge-secret",
+            "MODEL_SIGNING_KEY": "shared-model-key",
+            "RESPONSE_CACHE_SIZE": "0",
+        }
+        self.log = (state.parent / f"gateway-{self.port}.log").open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve"], env=env, stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("gateway not ready")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()
+
+
+@pytest.fixture
+def two_gateways(
+    mongo_server: EmbeddedMongo, database_name: str, tmp_path: Path
+) -> Iterator[tuple[Gateway, Gateway]]:
+    a = Gateway(mongo_server.uri, database_name, tmp_path / "a")
+    b = Gateway(mongo_server.uri, database_name, tmp_path / "b")
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
+VISITOR = "{ visitor { audiences traits } }"
+
+
+async def views(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> int:
+    response = await client.post(f"{url}/graphql", json={"query": VISITOR}, headers=headers)
+    return int(response.json()["data"]["visitor"]["traits"]["pageViews"])
+
+
+@pytest.mark.slow
+async def test_an_event_taken_by_one_gateway_is_seen_by_the_other(
+    two_gateways: tuple[Gateway, Gateway], mongo: Mongo
+) -> None:
+    a, b = two_gateways
+    async with httpx.AsyncClient(timeout=10) as client:
+        seen: list[float] = []
+        for n in range(20):
+            visitor = f"rw-{n}"
+            headers = {"X-Visitor-Id": visitor}
+            # Warm both near-caches with the visitor's (absent) profile.
+            for gateway in (a, b):
+                await client.post(
+                    f"{gateway.url}/graphql", json={"query": VISITOR}, headers=headers
+                )
+            sent = await client.post(
+                f"{a.url}/v1/events",
+                json=[{"type": "page_view", "eventId": f"rw-{n}-1", "visitorId": visitor}],
+                headers={"Authorization": f"Bearer {PUBLISHABLE_KEY}"},
+            )
+            assert sent.status_code == 200, sent.text
+
+            # Read-your-writes on the gateway that took the event: at once.
+            assert await views(client, a.url, headers) == 1
+
+            async def on_b(headers: dict[str, str] = headers) -> bool:
+                return await views(client, b.url, headers) == 1
+
+            seen.append(await eventually(on_b, 5))
+    # Timings belong in bench/; here only that every change arrived, well within 5 s.
+    assert len(seen) == 20
