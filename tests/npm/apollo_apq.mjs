@@ -7,7 +7,7 @@
 // reports a scenario's failure in the JSON and exits non-zero only on a bug
 // of its own.
 
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 
 import { ApolloClient, HttpLink, InMemoryCache, gql } from "@apollo/client";
 import { createPersistedQueryLink } from "@apollo/client/link/persisted-queries";
@@ -65,8 +65,11 @@ const pageDocument = (operationName) => gql`
     }
   }
 `;
-const PAGE = pageDocument("Page");
-const PAGE_POST = pageDocument("PagePost");
+// A fresh suffix per run: the hashes are new to the gateway even if its
+// query store (a shared Redis, say) outlived an earlier run.
+const run = randomBytes(4).toString("hex");
+const PAGE = pageDocument(`Page_${run}`);
+const PAGE_POST = pageDocument(`PagePost_${run}`);
 
 // The cache set-up documented in docs/edge.md ("Client caches").
 const BLOCK_TYPES = [
