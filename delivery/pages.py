@@ -34,6 +34,7 @@ from blocks.selection import (
 from blocks.templating import RenderedFields, render_page
 from cms_adapters.errors import CMSError, ContentNotFound
 from delivery.errors import BadUserInput, ContentUnavailable, PageNotFound
+from delivery.metrics import count_decisions
 from delivery.request_facts import RequestContext, request_facts
 from delivery.services import Services, VisitorIdentity
 from profiles.reader import ProfileRead
@@ -276,6 +277,7 @@ async def _assemble(
     features = visitor_snapshot(context)
     decision, scores = await decide(services, plan_page(page, context), features)
     decision, rendered = render_page(page, decision, context, served)
+    count_decisions(decision.decisions)
     if services.exposures is not None and analytics_allowed(
         read, services.default_analytics_consent
     ):

@@ -24,6 +24,7 @@ from cms_adapters.cache_backend import close_cache, is_redis, open_cache
 from cms_adapters.content_cache import ContentCache
 from cms_adapters.filesystem import FilesystemAdapter
 from cms_adapters.invalidation import Invalidator, PurgeSink
+from common.mongo_metrics import command_listeners
 from delivery.edge_keys import EdgeKeys, edge_secret_from
 from delivery.services import IngestLimits, Services
 from gateway.body_limit import BodyLimit
@@ -33,6 +34,7 @@ from gateway.events_endpoint import events_endpoint
 from gateway.graphql_endpoint import EdgeOptions, GraphQLEndpoint
 from gateway.last_resort import LastResort
 from gateway.metrics import metrics_endpoint
+from gateway.observability import telemetry_middleware
 from gateway.persisted_queries import PersistedQueries, SharedQueryStore, load_manifest
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware, RateLimitPolicy
 from gateway.response_cache import ResponseCache
@@ -147,7 +149,11 @@ def create_app(
                 stack.push_async_callback(asyncio.to_thread, embedded.stop)
                 uri = embedded.uri
             client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-                uri, tz_aware=True, appname="tessera", serverSelectionTimeoutMS=2000
+                uri,
+                tz_aware=True,
+                appname="tessera",
+                serverSelectionTimeoutMS=2000,
+                event_listeners=command_listeners(),
             )
             stack.push_async_callback(client.close)
             database = client[settings.mongodb_database]
@@ -311,6 +317,7 @@ def create_app(
         ),
         max_tokens=settings.max_query_tokens,
         response_cache=response_cache,
+        operation_names=settings.metrics_operation_names,
     )
 
     async def healthz(request: Request) -> Response:
@@ -342,8 +349,10 @@ def create_app(
             Route("/metrics", metrics_endpoint(settings.cms, response_cache)),
             Route("/webhooks/{cms}", webhook, methods=["POST"]),
         ],
-        # Outermost first: nothing escapes LastResort, not even a limiter failure.
+        # Outermost first: request ids and timings see everything; nothing escapes
+        # LastResort, not even a limiter failure.
         middleware=[
+            *telemetry_middleware(settings),
             Middleware(LastResort),
             Middleware(RateLimitMiddleware, limiter=limiter),
         ],

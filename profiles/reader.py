@@ -18,6 +18,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from profiles.read_metrics import record_read
 from profiles.store import ProfileStore
 
 logger = logging.getLogger(__name__)
@@ -80,10 +81,12 @@ class BudgetedProfileReader:
 
     async def read(self, visitor_id: str) -> ProfileRead:
         """The visitor's profile, or `UNAVAILABLE` if it cannot be had in time."""
+        began = time.perf_counter()
         if self._breaker_open():
             now = self._clock()
             if now < self._next_probe:
                 self.fallbacks += 1
+                record_read("fallback", time.perf_counter() - began)
                 return UNAVAILABLE
             # This request is the probe; the others keep falling back meanwhile.
             self._next_probe = now + self.probe_interval
@@ -95,9 +98,11 @@ class BudgetedProfileReader:
             self._last_miss = self._clock()
             self._failed(exc)
             self.fallbacks += 1
+            record_read("fallback", time.perf_counter() - began)
             return UNAVAILABLE
         self._observe(time.perf_counter() - started)
         self._succeeded()
+        record_read("db", time.perf_counter() - began)
         return ProfileRead(profile=profile, available=True)
 
     def _failed(self, exc: BaseException) -> None:
