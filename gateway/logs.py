@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from contextvars import ContextVar
 from typing import Literal, TextIO
 
@@ -70,6 +71,7 @@ class JSONLineFormatter(JsonFormatter):
             # ISO 8601 in UTC: what log pipelines parse without configuration.
             datefmt="%Y-%m-%dT%H:%M:%S%z",
         )
+        self.converter = time.gmtime
 
     def format(self, record: logging.LogRecord) -> str:
         """Format, then mask credentials."""

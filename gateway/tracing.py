@@ -15,18 +15,20 @@ If the process already installed an SDK tracer provider (the
 `opentelemetry-instrument` launcher does, and so do the tests, with an
 in-memory exporter), Tessera uses it instead of making its own.
 
-Tracing requested without the extra installed stops start-up with
+Spans still batched when the app shuts down are exported before it reports
+shutdown (at most 5 s). Tracing requested without the extra installed stops start-up with
 `TracingUnavailable`, which names the package to install.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from typing import Any
 
 from starlette.middleware import Middleware
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.logs import REQUEST_ID
 from gateway.settings import Settings
@@ -73,6 +75,7 @@ def tracing_middleware(settings: Settings, span_details: SpanDetails) -> list[Mi
     if not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry:
         HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     return [
+        Middleware(FlushOnShutdown, provider=provider),
         Middleware(
             OpenTelemetryMiddleware,
             excluded_urls=EXCLUDED_URLS,
@@ -80,7 +83,7 @@ def tracing_middleware(settings: Settings, span_details: SpanDetails) -> list[Mi
             server_request_hook=_tag_request_id,
             tracer_provider=provider,
             exclude_spans=["receive", "send"],
-        )
+        ),
     ]
 
 
@@ -104,6 +107,32 @@ def tracer_provider(settings: Settings) -> Any:
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider
+
+
+class FlushOnShutdown:
+    """ASGI middleware: export the spans still batched before the server reports shutdown.
+
+    uvicorn re-raises SIGTERM once the app has shut down, so the SDK's own
+    flush at interpreter exit never runs; the last requests' spans would be lost.
+    """
+
+    def __init__(self, app: ASGIApp, provider: Any, timeout_ms: int = 5000) -> None:
+        self.app = app
+        self.provider = provider
+        self.timeout_ms = timeout_ms
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def flushing_send(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                # Bounded: a collector that does not answer delays shutdown by timeout_ms.
+                await asyncio.to_thread(self.provider.force_flush, self.timeout_ms)
+            await send(message)
+
+        await self.app(scope, receive, flushing_send)
 
 
 def _tag_request_id(span: Any, scope: Scope) -> None:
