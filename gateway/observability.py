@@ -30,12 +30,12 @@ set, which then shows as a large `other` series, visible and bounded.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
-import uuid
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import Histogram
 from starlette.middleware import Middleware
@@ -74,7 +74,7 @@ def accept_request_id(value: str | None) -> str:
     """The client's request id when it is a safe, bounded token, else a new one."""
     if value is not None and _VALID_REQUEST_ID.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def route_template(scope: Scope) -> str:
@@ -100,6 +100,30 @@ class RequestTelemetry:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Both bounded: paths of routes without parameters, and label tuples of known routes.
+        self._static: dict[str, str] | None = None
+        self._series: dict[tuple[str, str, int], Any] = {}
+
+    def _route(self, scope: Scope) -> str:
+        if self._static is None:
+            routes: Sequence[BaseRoute] = getattr(scope.get("app"), "routes", ())
+            self._static = {
+                path: path
+                for path in (getattr(route, "path", None) for route in routes)
+                if isinstance(path, str) and "{" not in path
+            }
+        if not scope.get("root_path"):
+            static = self._static.get(scope["path"])
+            if static is not None:
+                return static
+        return route_template(scope)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        key = (self._route(scope), method_label(scope["method"]), status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = HTTP_REQUEST_SECONDS.labels(key[0], key[1], str(status))
+        series.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,9 +151,7 @@ class RequestTelemetry:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            HTTP_REQUEST_SECONDS.labels(
-                route_template(scope), method_label(scope["method"]), str(status)
-            ).observe(time.perf_counter() - started)
+            self._observe(scope, status, time.perf_counter() - started)
             REQUEST_ID.reset(token)
 
 
