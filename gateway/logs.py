@@ -8,7 +8,9 @@ so a background refresh a request triggered is logged under that request.
 
 Nothing here logs headers or settings. As a last line of defence, both
 formats mask credentials that would otherwise reach a log line: the
-password in a `scheme://user:password@host` URI and `Bearer` tokens.
+password in a `scheme://user:password@host` URI, `Bearer` tokens, and
+`key=`/`token=`/`password=` (and similar) query parameters, since an event
+beacon may carry its API key in the URL that the access log writes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 import sys
 import time
 from contextvars import ContextVar
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -32,11 +34,17 @@ _URI_PASSWORD = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s\"']*):[^@/\s\"']+@"
 )
 _BEARER = re.compile(r"(?i)(?P<prefix>bearer\s+)[^\s\"',;]+")
+#: Credentials in a query string: `/v1/events?key=...` (a beacon's key), tokens, passwords.
+_QUERY_SECRET = re.compile(
+    r"(?i)(?P<name>[?&](?:key|writekey|api_?key|token|access_token|secret|password)=)"
+    r"[^&\s\"']+"
+)
 
 
 def redact(text: str) -> str:
-    """`text` with URI passwords and bearer tokens masked."""
+    """`text` with URI passwords, bearer tokens and credentials in query strings masked."""
     text = _URI_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+    text = _QUERY_SECRET.sub(r"\g<name>***", text)
     return _BEARER.sub(r"\g<prefix>***", text)
 
 
@@ -76,6 +84,13 @@ class JSONLineFormatter(JsonFormatter):
     def format(self, record: logging.LogRecord) -> str:
         """Format, then mask credentials."""
         return redact(super().format(record))
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        """The fields of `record`, without uvicorn's terminal-coloured copy of the message."""
+        super().add_fields(log_data, record, message_dict)
+        log_data.pop("color_message", None)
 
 
 def formatter(fmt: LogFormat) -> logging.Formatter:

@@ -107,6 +107,12 @@ def test_redact_leaves_ordinary_text_alone() -> None:
     text = "GET /graphql?query=%7B%7D 200; http://host:8080/path; user@example.com"
     assert redact(text) == text
     assert redact("redis://:pw@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert (
+        redact('"POST /v1/events?key=sk_1&x=1 HTTP/1.1"')
+        == '"POST /v1/events?key=***&x=1 HTTP/1.1"'
+    )
+    assert redact("/cb?access_token=abc") == "/cb?access_token=***"
+    assert redact("/p?monkey=1&keys=2") == "/p?monkey=1&keys=2"
 
 
 def test_an_unknown_log_format_is_refused() -> None:
@@ -163,12 +169,21 @@ def test_serve_logs_json_with_the_request_id_of_each_request(
                 headers={"X-Request-Id": "forged-2", "Authorization": f"Bearer {ADMIN_KEY}"},
             )
             assert forged.status_code == 401
+            # A beacon may carry its key in the URL, which the access log writes.
+            beacon = client.post(
+                f"/v1/events?key={ADMIN_KEY}",
+                content=b'[{"type":"page_view","eventId":"log-e1","visitorId":"log-v"}]',
+            )
+            assert beacon.status_code == 200, beacon.text
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) in (0, -signal.SIGTERM)
     text = log.read_text()
     records = _json_lines(text)
     assert ADMIN_KEY not in text
+    assert any("/v1/events?key=***" in r["message"] for r in records)
+    # uvicorn's terminal-coloured duplicate of its messages is left out.
+    assert not any("color_message" in r for r in records)
     started = [r for r in records if "Application startup complete" in r["message"]]
     assert started
     assert started[0]["request_id"] == "-"
