@@ -46,7 +46,7 @@ from gateway.logs import REQUEST_ID
 from gateway.settings import Settings
 from gateway.tracing import annotate_operation, tracing_middleware
 
-REQUEST_ID_HEADER: Final = "x-request-id"
+REQUEST_ID_HEADER: Final = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=@-]{1,128}")
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: GraphQL names are `[_A-Za-z][_0-9A-Za-z]*`; longer ones are not kept as labels.
@@ -131,11 +131,11 @@ class RequestTelemetry:
             return
         header = None
         for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
+            if name == REQUEST_ID_HEADER:
                 header = value.decode("latin-1")
                 break
         request_id = accept_request_id(header)
-        echoed = (b"x-request-id", request_id.encode("ascii"))
+        echoed = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         token = REQUEST_ID.set(request_id)
         status = 500  # what the client sees if nothing else answers
         started = time.perf_counter()
@@ -144,7 +144,7 @@ class RequestTelemetry:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", ()) if k != b"x-request-id"]
+                headers = [(k, v) for k, v in message.get("headers", ()) if k != REQUEST_ID_HEADER]
                 message = {**message, "headers": [*headers, echoed]}
             await send(message)
 
