@@ -33,6 +33,7 @@ from typing import Any
 from blocks.parse import ParsedPage
 from cms_adapters.base import ChangedKeys, CMSAdapter
 from cms_adapters.errors import CMSError, ContentNotFound
+from cms_adapters.metrics import FetchOutcome, observe_fetch
 from common.service import Service
 
 logger = logging.getLogger(__name__)
@@ -242,15 +243,19 @@ class ContentCache(Service):
     async def _fetch_upstream(self, slug: str, *, preview: bool = False) -> ParsedPage | None:
         self.metrics.upstream_calls += 1
         started = time.perf_counter()
+        outcome: FetchOutcome = "error"
         try:
             parsed = await self.adapter.fetch_page(slug, preview=preview)
+            outcome = "ok"
         except ContentNotFound:
+            outcome = "not_found"
             return None
         except CMSError:
             self.metrics.upstream_errors += 1
             raise
         finally:
             self.metrics.observe_upstream(time.perf_counter() - started)
+            observe_fetch(self.adapter.name, outcome, time.perf_counter() - started)
         for problem in parsed.problems:
             logger.warning(
                 "content problem in %s page %r, left out: %s", self.adapter.name, slug, problem

@@ -35,6 +35,7 @@ from blocks.selection import (
 from blocks.templating import RenderedFields, render_page
 from cms_adapters.errors import CMSError, ContentNotFound
 from delivery.errors import BadUserInput, ContentUnavailable, PageNotFound
+from delivery.metrics import count_decisions
 from delivery.request_facts import RequestContext, request_facts
 from delivery.services import Services, VisitorIdentity
 from profiles.reader import ProfileRead
@@ -280,6 +281,7 @@ async def _assemble(
     if read.source == "stale":
         # MongoDB missed the budget; the near-cache's copy (the feed is down) stood in.
         decision = mark_stale(decision)
+    count_decisions(decision.decisions)
     if services.exposures is not None and analytics_allowed(
         read, services.default_analytics_consent
     ):

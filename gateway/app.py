@@ -33,6 +33,7 @@ from gateway.events_endpoint import events_endpoint
 from gateway.graphql_endpoint import EdgeOptions, GraphQLEndpoint
 from gateway.last_resort import LastResort
 from gateway.metrics import metrics_endpoint
+from gateway.observability import telemetry_middleware
 from gateway.persisted_queries import PersistedQueries, SharedQueryStore, load_manifest
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware, RateLimitPolicy
 from gateway.response_cache import ResponseCache
@@ -312,6 +313,7 @@ def create_app(
         ),
         max_tokens=settings.max_query_tokens,
         response_cache=response_cache,
+        operation_names=settings.metrics_operation_names,
     )
 
     async def healthz(request: Request) -> Response:
@@ -343,8 +345,10 @@ def create_app(
             Route("/metrics", metrics_endpoint(settings.cms, response_cache)),
             Route("/webhooks/{cms}", webhook, methods=["POST"]),
         ],
-        # Outermost first: nothing escapes LastResort, not even a limiter failure.
+        # Outermost first: request ids and timings see everything; nothing escapes
+        # LastResort, not even a limiter failure.
         middleware=[
+            *telemetry_middleware(settings),
             Middleware(LastResort),
             Middleware(RateLimitMiddleware, limiter=limiter),
         ],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,18 +21,25 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.logs import configure_logging
     from gateway.settings import Settings
+    from gateway.tracing import TracingUnavailable
 
     settings = Settings()
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        app = create_app(settings)
+    except TracingUnavailable as exc:
+        print(f"python -m gateway serve: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
+        # LOG_FORMAT applies to uvicorn's records too: its own handlers are not installed.
+        log_config=None,
         log_level=settings.log_level.lower(),
         access_log=args.access_log,
         lifespan="on",

@@ -15,6 +15,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from common.mongo_metrics import command_listeners
 from gateway.embedded_mongo import database_uri
 from gateway.settings import Settings
 
@@ -34,6 +35,8 @@ async def open_database(settings: Settings, *, app: bool = False) -> AsyncIterat
             tz_aware=True,
             appname="tessera" if app else "tessera-cli",
             serverSelectionTimeoutMS=SERVER_SELECTION_MS,
+            # Command latency on /metrics (and spans when tracing): the app's only.
+            event_listeners=command_listeners() if app else [],
         )
         try:
             yield client[settings.mongodb_database]

@@ -52,6 +52,7 @@ from delivery.auth import bearer_token
 from delivery.errors import PublicError
 from delivery.pages import CachePolicy, Delivery
 from delivery.services import Services, VisitorIdentity
+from gateway.observability import OperationNames, OperationTimer
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
 from gateway.response_cache import CachedBody, ResponseCache, response_key
 from gateway.visitor import (
@@ -215,6 +216,7 @@ class GraphQLEndpoint:
         edge: EdgeOptions,
         max_tokens: int,
         response_cache: ResponseCache | None = None,
+        operation_names: int = 100,
     ) -> None:
         self.schema = schema
         self.graphiql = graphiql
@@ -222,14 +224,19 @@ class GraphQLEndpoint:
         self.edge = edge
         self.max_tokens = max_tokens
         self.response_cache = response_cache
+        self.operation_names = OperationNames(operation_names)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        response = await self.handle(request)
-        await response(scope, receive, send)
+        timer = OperationTimer(self.operation_names)
+        try:
+            response = await self.handle(request, timer)
+            await response(scope, receive, send)
+        finally:
+            timer.observe()
 
-    async def handle(self, request: Request) -> Response:
-        """Answer one GraphQL-over-HTTP request."""
+    async def handle(self, request: Request, timer: OperationTimer | None = None) -> Response:
+        """Answer one GraphQL-over-HTTP request (`timer` learns which operation runs)."""
         if request.method not in ("GET", "HEAD", "POST"):
             return _plain_error(
                 405, "GraphQL takes GET, HEAD and POST.", {"Allow": "GET, HEAD, POST"}
@@ -280,6 +287,8 @@ class GraphQLEndpoint:
         except GraphQLError:
             document = None  # Strawberry reports the syntax error
         operation = _operation(document, params.operation_name) if document else None
+        if timer is not None and operation is not None:
+            timer.chose(operation.name.value if operation.name else None, operation.operation.value)
         if operation is not None and operation.operation != OperationType.QUERY:
             if request.method != "POST":
                 return _plain_error(

@@ -1,11 +1,13 @@
 """The `/metrics` endpoint: every counter Tessera keeps, in Prometheus text format.
 
-Scoring and exposure metrics live in prometheus_client's default registry
-(`scoring.metrics`); the counters other packages keep as plain objects (the
-content cache, malformed conditions, failed templates, the page response
-cache, the profile reader's circuit breaker) are read at scrape time by a
-per-app collector, so creating several apps in one process (as tests do)
-never registers a metric twice.
+Scoring, exposure and latency metrics live in prometheus_client's default
+registry (`scoring.metrics`, `profiles.read_metrics`, `delivery.metrics`,
+`common.mongo_metrics`, `cms_adapters.metrics`, `gateway.observability`);
+the counters other packages keep as plain objects (the content cache,
+malformed conditions, failed templates, the page response cache, the profile
+reader's circuit breaker) are read at scrape time by a per-app collector, so
+creating several apps in one process (as tests do) never registers a metric
+twice.
 """
 
 from __future__ import annotations

@@ -74,6 +74,22 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="Comma-separated tokens that allow page previews."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Observability (issue 12): logs, per-operation metrics, optional tracing.
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one JSON object per line with a request id."
+    )
+    metrics_operation_names: int = Field(
+        default=100,
+        ge=0,
+        description="GraphQL operation names kept as metric labels (the first N seen).",
+    )
+    otel_traces_enabled: bool | None = Field(
+        default=None,
+        description="OpenTelemetry tracing; unset: on when OTEL_EXPORTER_OTLP_ENDPOINT is set.",
+    )
+    otel_exporter_otlp_endpoint: str = Field(
+        default="", description="OTLP/HTTP collector base URL (traces go to <url>/v1/traces)."
+    )
     # Content cache and CMS adapters (issue 4).
     content_stale_while_revalidate: float = Field(default=300.0, ge=0)
     content_stale_if_error: float = Field(default=86400.0, ge=0)
@@ -156,6 +172,13 @@ class Settings(BaseSettings):
             preview=split_keys(self.preview_tokens.get_secret_value()),
             publishable=split_keys(self.publishable_keys.get_secret_value()),
         )
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether to trace: OTEL_TRACES_ENABLED, else whether an OTLP endpoint is set."""
+        if self.otel_traces_enabled is not None:
+            return self.otel_traces_enabled
+        return bool(self.otel_exporter_otlp_endpoint)
 
     @property
     def profile_budget(self) -> float:

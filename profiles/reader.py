@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pymongo.errors import PyMongoError
 
 from profiles.near_cache import NearCache, ProfileFeed
+from profiles.read_metrics import record_read
 from profiles.store import ProfileStore
 
 logger = logging.getLogger(__name__)
@@ -107,13 +108,14 @@ class BudgetedProfileReader:
 
     async def read(self, visitor_id: str) -> ProfileRead:
         """The visitor's profile from the freshest source that answers in time."""
+        began = time.perf_counter()
         cached = self.near_cache.get(visitor_id) if self.near_cache is not None else None
         if cached is not None and self._fresh():
-            return self._count(ProfileRead(cached.profile, True, "near-cache"))
+            return self._count(ProfileRead(cached.profile, True, "near-cache"), began)
         if self._breaker_open():
             now = self._clock()
             if now < self._next_probe:
-                return self._fallback(cached)
+                return self._fallback(cached, began)
             # This request is the probe; the others keep falling back meanwhile.
             self._next_probe = now + self.probe_interval
         task = self._inflight.get(visitor_id)
@@ -128,14 +130,14 @@ class BudgetedProfileReader:
         except TimeoutError:
             self._observe(self.budget)
             self._last_miss = self._clock()
-            return self._fallback(cached)
+            return self._fallback(cached, began)
         except (PyMongoError, OSError):
             # Counted towards the breaker by `_done`, like a failure that comes late.
             self._observe(self.budget)
             self._last_miss = self._clock()
-            return self._fallback(cached)
+            return self._fallback(cached, began)
         self._observe(time.perf_counter() - started)
-        return self._count(ProfileRead(profile, True, "db"))
+        return self._count(ProfileRead(profile, True, "db"), began)
 
     def _done(self, task: asyncio.Task[dict[str, Any] | None]) -> None:
         for visitor_id, inflight in list(self._inflight.items()):
@@ -158,14 +160,15 @@ class BudgetedProfileReader:
             self.near_cache.put(visitor_id, profile)
         return profile
 
-    def _fallback(self, cached: Any) -> ProfileRead:
+    def _fallback(self, cached: Any, began: float) -> ProfileRead:
         if cached is not None:
-            return self._count(ProfileRead(cached.profile, True, "stale"))
+            return self._count(ProfileRead(cached.profile, True, "stale"), began)
         self.fallbacks += 1
-        return self._count(UNAVAILABLE)
+        return self._count(UNAVAILABLE, began)
 
-    def _count(self, read: ProfileRead) -> ProfileRead:
+    def _count(self, read: ProfileRead, began: float) -> ProfileRead:
         self.outcomes[read.source] += 1
+        record_read(read.source, time.perf_counter() - began)
         return read
 
     def _failed(self, exc: BaseException) -> None:
