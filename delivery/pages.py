@@ -183,6 +183,9 @@ class Delivery:
         """The response's cache policy: the strictest of everything decided."""
         pages = self.decided()
         keys = tuple(sorted({key for page in pages for key in page.surrogate_keys}))
+        if pages:
+            # What a webhook purges when the CMS cannot say what changed.
+            keys = (*keys, f"cms:{self.services.content.adapter.name}")
         if self._private:
             return CachePolicy("private", keys, reason=self._private[0])
         scope = max((page.cache_scope for page in pages), key=_RANK.__getitem__, default="public")

@@ -390,8 +390,9 @@ class GraphQLEndpoint:
         headers["Cache-Control"] = self.edge.cache_control
         headers["ETag"] = etag
         keys = " ".join(policy.surrogate_keys or ("graphql",))
-        headers["Surrogate-Key"] = keys
-        headers["xkey"] = keys
+        headers["Surrogate-Key"] = keys  # Fastly
+        headers["xkey"] = keys  # Varnish (varnish-modules xkey)
+        headers["Cache-Tag"] = ",".join(policy.surrogate_keys or ("graphql",))  # Cloudflare
         headers["Vary"] = "Accept"
         if policy.scope == "audience" and policy.edge_key is not None:
             headers[EDGE_HEADER] = policy.edge_key
