@@ -59,11 +59,15 @@ def wrapper_vcl(
     backend_host: str,
     backend_port: int,
     *,
-    probe_interval: str = "0.2s",
-    probe_timeout: str = "0.2s",
+    probe_interval: str = "0.5s",
+    probe_timeout: str = "2s",
     source: Path = DEFAULT_VCL,
 ) -> str:
-    """The shipped default.vcl, pointed at `backend_host:backend_port`, with a faster probe."""
+    """The shipped default.vcl, pointed at `backend_host:backend_port`, probing more often.
+
+    The probe's timeout is generous: on a busy CI machine a slow /healthz must not
+    mark the origin sick (every miss would then fail at once).
+    """
     text = source.read_text()
     replacements = [
         (r'\.host = "[^"]*";', f'.host = "{backend_host}";'),
