@@ -14,12 +14,13 @@ contract itself rather than against today's gateway:
 What a page does is chosen by the request's `variables` (GET) or JSON body
 (POST): `slug`, `scope` (`public`, `audience`, `private`, `mixed`: private
 for visitors whose id starts with `p-`, audience for the others, or one of
-the misbehaving scopes `public-cookie`, `public-nostore`, `audience-novary`,
-`audience-wrongkey`), `smaxage`, `swr`, `sie` and `status`. The media type
-follows `Accept`, and a request with an `Origin` gets CORS headers for it. Each body names
-what it may depend on: the visitor id for private answers, the audience
-group for audience answers, nothing personal for public ones, so a test
-can tell exactly whose response a client received.
+the misbehaving scopes `public-cookie`, `public-nostore`, `public-unlabeled`,
+`audience-novary`, `audience-wrongkey`), `smaxage`, `swr`, `sie` and
+`status`. The media type follows `Accept`; a request with an `Origin` gets
+CORS headers for it. Each body names what it may depend on: the visitor id
+for private answers, the audience group for audience answers, nothing
+personal for public ones, so a test can tell exactly whose response a
+client received.
 
 Control routes (not under /graphql, never cached): `GET /__stats` gives the
 backend hits per URL, `POST /__publish?slug=` bumps a page's content version,
@@ -205,6 +206,8 @@ class ContractOrigin:
             "Surrogate-Key": surrogate_keys(slug),
             "xkey": surrogate_keys(slug),
         }
+        if scope == "public-unlabeled":
+            del headers["X-Tessera-Cache-Scope"]
         if scope.startswith("audience"):
             headers["X-Tessera-Edge-Key"] = current_key
             if scope == "audience-wrongkey":

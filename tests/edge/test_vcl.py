@@ -212,7 +212,9 @@ async def test_private_answers_are_never_stored_nor_shared_among_many_clients(
     assert origin.hits()[url] == len(results)
 
 
-@pytest.mark.parametrize("scope", ["public-cookie", "public-nostore", "audience-wrongkey"])
+@pytest.mark.parametrize(
+    "scope", ["public-cookie", "public-nostore", "public-unlabeled", "audience-wrongkey"]
+)
 async def test_responses_the_contract_forbids_to_share_are_not_stored(
     edge: httpx.AsyncClient, origin: OriginProcess, scope: str
 ) -> None:
