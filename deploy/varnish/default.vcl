@@ -9,8 +9,8 @@ vcl 4.1;
 #
 # (keep both files in one folder: "./tessera.vcl" is relative to this file).
 
-# The gateway. The backend must be called `tessera`; add more and a director
-# in vcl_init (see docs/edge.md) to spread the load over several replicas.
+# The gateway (the first backend declared is the default). For several
+# replicas, declare one backend each and a director (docs/edge.md).
 backend tessera {
     .host = "127.0.0.1";
     .port = "8000";

@@ -57,6 +57,10 @@ class OriginProcess:
         """Backend hits per URL (path and query) so far."""
         return dict(httpx.get(f"{self.url}/__stats").json()["hits"])
 
+    def not_modified(self) -> dict[str, int]:
+        """304 answers per URL so far."""
+        return dict(httpx.get(f"{self.url}/__stats").json()["not_modified"])
+
     def fail(self, slug: str, status: int) -> None:
         """Make a page answer `status` (an error), or heal it with 0."""
         httpx.post(f"{self.url}/__fail", params={"slug": slug, "status": str(status)})

@@ -23,7 +23,7 @@ personal for public ones, so a test can tell exactly whose response a
 client received.
 
 Control routes (not under /graphql, never cached): `GET /__stats` gives the
-backend hits per URL, `POST /__publish?slug=` bumps a page's content version,
+backend hits (and 304 answers) per URL, `POST /__publish?slug=` bumps a page's content version,
 `POST /__fail?slug=&status=503` makes a page fail (`status=0` heals it).
 Run: `python -m tests.edge.origin PORT`.
 """
@@ -72,6 +72,7 @@ class ContractOrigin:
     def __init__(self) -> None:
         self.versions: Counter[str] = Counter()
         self.hits: Counter[str] = Counter()
+        self.not_modified: Counter[str] = Counter()
         self.failing: dict[str, int] = {}
 
     def app(self) -> Starlette:
@@ -93,7 +94,7 @@ class ContractOrigin:
         return JSONResponse({"status": "ok"})
 
     async def stats(self, request: Request) -> Response:
-        return JSONResponse({"hits": dict(self.hits)})
+        return JSONResponse({"hits": dict(self.hits), "not_modified": dict(self.not_modified)})
 
     async def publish(self, request: Request) -> Response:
         slug = request.query_params["slug"]
@@ -172,6 +173,7 @@ class ContractOrigin:
             etag = f'"{digest[:32]}"'
             headers["ETag"] = etag
             if request.headers.get("if-none-match") == etag:
+                self.not_modified[target] += 1
                 return Response(status_code=304, headers=headers)
         response = Response(
             body_bytes if request.method != "HEAD" else b"",

@@ -415,7 +415,8 @@ async def test_stale_while_revalidate_serves_the_old_copy_and_refreshes_it(
     async with asyncio.timeout(5):
         while page_of(await edge.get(url))["version"] != 1:  # noqa: ASYNC110 - polling
             await asyncio.sleep(0.05)
-    assert origin.hits()[url] == 2
+    # (More than 2 only if this machine is so slow that the new copy expired too.)
+    assert origin.hits()[url] >= 2
 
 
 async def test_past_stale_while_revalidate_a_healthy_origin_is_asked_first(
@@ -429,6 +430,20 @@ async def test_past_stale_while_revalidate_a_healthy_origin_is_asked_first(
     response = await edge.get(url)
     assert response.headers["x-cache"] == "MISS"
     assert page_of(response)["version"] == 1
+
+
+async def test_a_copy_past_stale_if_error_is_revalidated_with_if_none_match(
+    edge: httpx.AsyncClient, origin: OriginProcess
+) -> None:
+    url = page_url(unique("keep"), smaxage=1, swr=0, sie=1)
+    first = await edge.get(url)
+    await asyncio.sleep(2.3)
+    again = await edge.get(url)
+    # The origin answered 304 to Varnish's conditional fetch; the client gets the page.
+    assert (again.status_code, again.headers["x-cache"]) == (200, "MISS")
+    assert again.content == first.content
+    assert origin.not_modified()[url] == 1
+    assert origin.hits()[url] == 2
 
 
 async def test_an_origin_error_past_stale_while_revalidate_serves_the_stale_copy(
