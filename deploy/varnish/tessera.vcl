@@ -1,6 +1,7 @@
 vcl 4.1;
-# Tessera's caching logic for Varnish 7 + varnish-modules (xkey). Included by
-# default.vcl, which defines the `tessera` backend and the `tessera_purgers` ACL.
+# Tessera's caching logic for Varnish 7 + varnish-modules (xkey, header).
+# Included by default.vcl, which declares the backend(s), the `tessera_purgers`
+# ACL and `tessera_cors_origin`.
 #
 # The gateway labels every /graphql response `X-Tessera-Cache-Scope`:
 #   public    same for everyone: cached by URL (cookies play no part in the key)
@@ -113,7 +114,7 @@ sub vcl_hit {
         obj.ttl + std.duration(obj.http.X-Tessera-SWR, 0s) < 0s &&
         std.healthy(req.backend_hint)) {
         # Past stale-while-revalidate and the origin is up: fetch in the foreground
-        # (vcl_deliver comes back to this copy if that fetch fails).
+        # (vcl_synth comes back to this copy if that fetch fails).
         set req.http.X-Tessera-Grace = "none";
         return (restart);
     }
@@ -132,13 +133,11 @@ sub vcl_backend_response {
         # A pass: nothing is stored.
         return (deliver);
     }
-    if (beresp.status >= 500) {
-        if (bereq.is_bgfetch || bereq.http.X-Tessera-Grace == "none") {
-            # A stale copy exists: keep it (an error stored in its place would
-            # supersede it); the client is answered from it (vcl_synth).
-            return (abandon);
-        }
-        call tessera_uncacheable;
+    if (beresp.status >= 500 &&
+        (bereq.is_bgfetch || bereq.http.X-Tessera-Grace == "none")) {
+        # A stale copy exists: keep it (even a hit-for-miss marker would
+        # supersede it); the client is answered from it (vcl_synth).
+        return (abandon);
     }
     if (!beresp.http.xkey && beresp.http.Surrogate-Key) {
         set beresp.http.xkey = beresp.http.Surrogate-Key;
@@ -200,9 +199,10 @@ sub vcl_backend_response {
 # visitors without one) to the origin, never visitors with other keys.
 sub tessera_not_stored {
     if (bereq.http.X-Tessera-Edge-Key &&
-        (beresp.status != 200 || header.get(beresp.http.Set-Cookie, "^\s*tsr_ek=") ~ "tsr_ek=")) {
-        # The origin refused this edge key (or failed): no marker, so that
-        # forged keys cannot pile up one marker each on a page.
+        ((beresp.status >= 400 && beresp.status < 500) ||
+         header.get(beresp.http.Set-Cookie, "^\s*tsr_ek=") ~ "tsr_ek=")) {
+        # The origin refused this request's edge key, or this client (4xx, e.g.
+        # 429): no marker, so that forged keys cannot pile up one each on a page.
         call tessera_uncacheable;
     }
     set beresp.ttl = 10s;

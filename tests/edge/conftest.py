@@ -61,6 +61,10 @@ class OriginProcess:
         """304 answers per URL so far."""
         return dict(httpx.get(f"{self.url}/__stats").json()["not_modified"])
 
+    def peak(self) -> dict[str, int]:
+        """The most requests each URL had in progress at once."""
+        return dict(httpx.get(f"{self.url}/__stats").json()["peak"])
+
     def fail(self, slug: str, status: int) -> None:
         """Make a page answer `status` (an error), or heal it with 0."""
         httpx.post(f"{self.url}/__fail", params={"slug": slug, "status": str(status)})

@@ -15,21 +15,23 @@ What a page does is chosen by the request's `variables` (GET) or JSON body
 (POST): `slug`, `scope` (`public`, `audience`, `private`, `mixed`: private
 for visitors whose id starts with `p-`, audience for the others, or one of
 the misbehaving scopes `public-cookie`, `public-nostore`, `public-unlabeled`,
-`audience-novary`, `audience-wrongkey`), `smaxage`, `swr`, `sie` and
-`status`. The media type follows `Accept`; a request with an `Origin` gets
+`audience-novary`, `audience-wrongkey`), `smaxage`, `swr`, `sie`,
+`status` and `delay`. The media type follows `Accept`; a request with an `Origin` gets
 CORS headers for it. Each body names what it may depend on: the visitor id
 for private answers, the audience group for audience answers, nothing
 personal for public ones, so a test can tell exactly whose response a
 client received.
 
 Control routes (not under /graphql, never cached): `GET /__stats` gives the
-backend hits (and 304 answers) per URL, `POST /__publish?slug=` bumps a page's content version,
+backend hits, 304 answers and the most requests at once per URL;
+`POST /__publish?slug=` bumps a page's content version;
 `POST /__fail?slug=&status=503` makes a page fail (`status=0` heals it).
 Run: `python -m tests.edge.origin PORT`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -73,6 +75,8 @@ class ContractOrigin:
         self.versions: Counter[str] = Counter()
         self.hits: Counter[str] = Counter()
         self.not_modified: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
         self.failing: dict[str, int] = {}
 
     def app(self) -> Starlette:
@@ -94,7 +98,9 @@ class ContractOrigin:
         return JSONResponse({"status": "ok"})
 
     async def stats(self, request: Request) -> Response:
-        return JSONResponse({"hits": dict(self.hits), "not_modified": dict(self.not_modified)})
+        return JSONResponse(
+            {"hits": dict(self.hits), "not_modified": dict(self.not_modified), "peak": self.peak}
+        )
 
     async def publish(self, request: Request) -> Response:
         slug = request.query_params["slug"]
@@ -121,6 +127,14 @@ class ContractOrigin:
     async def graphql(self, request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         self.hits[target] += 1
+        self.in_flight[target] += 1
+        self.peak[target] = max(self.peak[target], self.in_flight[target])
+        try:
+            return await self._graphql(request, target)
+        finally:
+            self.in_flight[target] -= 1
+
+    async def _graphql(self, request: Request, target: str) -> Response:
         if request.method == "POST":
             body = await request.json()
             variables = body.get("variables") or {}
@@ -128,6 +142,8 @@ class ContractOrigin:
             variables = json.loads(request.query_params.get("variables") or "{}")
         slug = str(variables.get("slug", "home"))
         scope = str(variables.get("scope", "public"))
+        # A slow page (seconds): shows whether Varnish sends requests side by side.
+        await asyncio.sleep(float(variables.get("delay", 0)))
         visitor = request.cookies.get("tsr_vid")
         cookies: list[str] = []
         if visitor is None:

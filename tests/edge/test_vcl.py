@@ -213,6 +213,34 @@ async def test_private_answers_are_never_stored_nor_shared_among_many_clients(
 
 
 @pytest.mark.parametrize(
+    ("scope", "status", "key"),
+    [
+        ("private", 200, False),
+        ("private", 200, True),
+        ("public", 503, False),
+        ("public", 503, True),
+        ("audience", 200, False),
+    ],
+)
+async def test_requests_for_a_page_that_is_not_stored_go_to_the_origin_side_by_side(
+    edge: httpx.AsyncClient, origin: OriginProcess, scope: str, status: int, key: bool
+) -> None:
+    # Coalescing waits for one fetch to share it; an answer that cannot be shared
+    # must not leave the others queued one behind another.
+    url = page_url(unique("slow"), scope, delay=0.3, status=status)
+    cookies = {"tsr_ek": edge_key("g1")} if key else {}
+
+    async def visit(index: int) -> httpx.Response:
+        return await edge.get(url, headers=cookie_header(tsr_vid=f"slow-{index}", **cookies))
+
+    await visit(0)
+    answers = await asyncio.gather(*(visit(index) for index in range(1, 9)))
+    assert [answer.status_code for answer in answers] == [status] * 8
+    assert origin.hits()[url] == 9
+    assert origin.peak()[url] > 1
+
+
+@pytest.mark.parametrize(
     "scope", ["public-cookie", "public-nostore", "public-unlabeled", "audience-wrongkey"]
 )
 async def test_responses_the_contract_forbids_to_share_are_not_stored(
