@@ -54,6 +54,9 @@ async def test_a_publish_webhook_purges_varnish_within_a_second(
         for url in pages:
             assert (await edge.get(url)).headers["x-cache"] == "MISS"
         assert time.monotonic() - started < 1.0
+        metrics = (await gateway.get("/metrics")).text
+        assert 'tessera_purge_keys_total{sink="varnish"}' in metrics
+        assert 'tessera_purge_requests_total{result="ok",sink="varnish"}' in metrics
 
 
 async def test_settings_pick_the_sinks() -> None:
