@@ -3,7 +3,16 @@
 `Invalidator.publish(changed)` drops the changed pages from the (shared)
 content cache, tells every other replica over Redis pub/sub so they drop
 in-flight fetches of the old content, and hands surrogate keys to a
-`PurgeSink` (the edge-cache integration; by default it only logs them).
+`PurgeSink` (cms_adapters/purge.py: Varnish, Fastly, Cloudflare; by default
+it only logs them).
+
+The edge purge never holds a webhook past `purge_deadline` seconds (2 by
+default): it runs as a task, `publish` waits for it that long, and a purge
+still retrying after that goes on in the background (counted in
+`tessera_purge_deferred`). A purge that fails is logged and counted
+(`tessera_purge_failures`), never raised: the content cache is already
+invalidated, and an edge copy that missed its purge expires with its
+s-maxage.
 
 Surrogate keys: `page:<slug>` per changed page, `block:<id>` per changed
 block, and `cms:<name>` when everything may have changed.
@@ -16,35 +25,25 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
+
+from prometheus_client import Counter
 
 from cms_adapters.base import ChangedKeys
 from cms_adapters.content_cache import ContentCache
+from cms_adapters.purge import LoggingPurgeSink as LoggingPurgeSink
+from cms_adapters.purge import PurgeError
+from cms_adapters.purge import PurgeSink as PurgeSink
 from common.service import Service
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "tessera:invalidate"
 
-
-class PurgeSink(Protocol):
-    """Where surrogate keys go to be purged from an edge cache."""
-
-    async def purge(self, keys: Sequence[str]) -> None:
-        """Purge every cached response tagged with one of `keys`."""
-
-
-class LoggingPurgeSink:
-    """The default sink: logs the keys (no edge cache configured)."""
-
-    def __init__(self) -> None:
-        self.purged: list[list[str]] = []
-
-    async def purge(self, keys: Sequence[str]) -> None:
-        """Log and remember the keys."""
-        self.purged.append(list(keys))
-        logger.info("purge surrogate keys: %s", " ".join(keys))
+PURGE_DEFERRED = Counter(
+    "tessera_purge_deferred",
+    "Publish webhooks answered before their edge purge finished (it went on in the background).",
+)
 
 
 def surrogate_keys(cms: str, changed: ChangedKeys) -> list[str]:
@@ -93,9 +92,12 @@ class Invalidator(Service):
         *,
         redis_url: str | None = None,
         channel: str = CHANNEL,
+        purge_deadline: float = 2.0,
     ) -> None:
         self.content = content
         self.sink: PurgeSink = sink or LoggingPurgeSink()
+        self.purge_deadline = purge_deadline
+        self._purges: set[asyncio.Task[None]] = set()
         self.redis_url = redis_url
         self.channel = channel
         self.origin = uuid.uuid4().hex
@@ -157,11 +159,41 @@ class Invalidator(Service):
                 self.channel, encode(self.origin, self.content.adapter.name, changed)
             )
         keys = surrogate_keys(self.content.adapter.name, changed)
-        await self.sink.purge(keys)
+        await self.purge(keys)
         return keys
 
+    async def purge(self, keys: list[str]) -> None:
+        """Purge `keys` from the edge, waiting at most `purge_deadline` seconds for it."""
+        task = asyncio.create_task(self._purge(keys), name="edge purge")
+        self._purges.add(task)
+        task.add_done_callback(self._purges.discard)
+        # asyncio.wait neither cancels the task on timeout nor when our caller is
+        # cancelled (a webhook client hanging up): the purge always runs its course.
+        done, _ = await asyncio.wait({task}, timeout=self.purge_deadline)
+        if not done:
+            PURGE_DEFERRED.inc()
+            logger.warning(
+                "edge purge of %s still running after %.1f s; continuing in the background",
+                " ".join(keys),
+                self.purge_deadline,
+            )
+
+    async def _purge(self, keys: list[str]) -> None:
+        try:
+            await self.sink.purge(keys)
+        except PurgeError as exc:
+            logger.error("edge purge of %s failed: %s", " ".join(keys), exc)
+        except Exception:
+            logger.exception("edge purge of %s failed unexpectedly", " ".join(keys))
+
     async def aclose(self) -> None:
-        """Stop listening and close the Redis connection."""
+        """Let running purges finish (for up to `purge_deadline`), then stop listening."""
+        if self._purges:
+            await asyncio.wait(set(self._purges), timeout=max(self.purge_deadline, 0.1))
+            for task in set(self._purges):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -89,8 +89,10 @@ class CachePolicy:
 
     scope: CacheScope
     surrogate_keys: tuple[str, ...] = ()
-    #: The key of exactly the facts the pages read (scope `audience`).
+    #: The key the response is shared under (scope `audience`): the visitor's, as presented.
     edge_key: str | None = None
+    #: The key of exactly the facts the pages read, for edges that key per page.
+    page_key: str | None = None
     #: The visitor's current edge key, when the request did not present it.
     refresh_edge_key: str | None = None
     #: Why the response is private (for logs and the debug header).
@@ -203,7 +205,9 @@ class Delivery:
             # does not describe this visitor now: answer privately, hand out the key.
             return CachePolicy("private", keys, refresh_edge_key=current, reason="edge key")
         facts = frozenset().union(*(page.decision.facts for page in pages))
-        return CachePolicy("audience", keys, edge_key=edge_keys.page_key(visitor, facts))
+        return CachePolicy(
+            "audience", keys, edge_key=current, page_key=edge_keys.page_key(visitor, facts)
+        )
 
 
 def _once(

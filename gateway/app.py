@@ -24,6 +24,12 @@ from cms_adapters.cache_backend import close_cache, is_redis, open_cache
 from cms_adapters.content_cache import ContentCache
 from cms_adapters.filesystem import FilesystemAdapter
 from cms_adapters.invalidation import Invalidator, PurgeSink
+from cms_adapters.purge import (
+    CloudflarePurgeSink,
+    FanOutPurgeSink,
+    FastlyPurgeSink,
+    VarnishPurgeSink,
+)
 from delivery.edge_keys import EdgeKeys, edge_secret_from
 from delivery.services import IngestLimits, Services
 from gateway.body_limit import BodyLimit
@@ -123,6 +129,39 @@ def build_adapter(settings: Settings) -> CMSAdapter:
     raise ValueError(f"CMS: unknown CMS {settings.cms!r}")
 
 
+def build_purge_sink(settings: Settings) -> PurgeSink | None:
+    """The edge caches the settings name, as one sink; None when there is none."""
+    options: dict[str, Any] = {"timeout": settings.purge_timeout, "retries": settings.purge_retries}
+    sinks: list[PurgeSink] = []
+    urls = [url.strip() for url in settings.varnish_urls.split(",") if url.strip()]
+    if urls:
+        sinks.append(VarnishPurgeSink(urls, **options))
+    fastly_token = settings.fastly_api_token.get_secret_value()
+    if settings.fastly_service_id or fastly_token:
+        sinks.append(
+            FastlyPurgeSink(
+                settings.fastly_service_id,
+                fastly_token,
+                soft=settings.fastly_soft_purge,
+                api_url=settings.fastly_api_url,
+                **options,
+            )
+        )
+    cloudflare_token = settings.cloudflare_api_token.get_secret_value()
+    if settings.cloudflare_zone_id or cloudflare_token:
+        sinks.append(
+            CloudflarePurgeSink(
+                settings.cloudflare_zone_id,
+                cloudflare_token,
+                api_url=settings.cloudflare_api_url,
+                **options,
+            )
+        )
+    if not sinks:
+        return None
+    return sinks[0] if len(sinks) == 1 else FanOutPurgeSink(sinks)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -196,8 +235,16 @@ def create_app(
                 )
             )
             redis_url = settings.cache_url if is_redis(settings.cache_url) else None
+            sink = purge_sink
+            if sink is None:
+                sink = build_purge_sink(settings)
+                if sink is not None:
+                    # Entered before the invalidator: closed after its last purge ran.
+                    sink = await stack.enter_async_context(sink)
             invalidator = await stack.enter_async_context(
-                Invalidator(content, purge_sink, redis_url=redis_url)
+                Invalidator(
+                    content, sink, redis_url=redis_url, purge_deadline=settings.purge_deadline
+                )
             )
             registry = ModelRegistry(
                 database,

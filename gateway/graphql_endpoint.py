@@ -72,6 +72,8 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 PREVIEW_HEADER = "X-Tessera-Preview"
 SCOPE_HEADER = "X-Tessera-Cache-Scope"
+#: The key of exactly the facts the page read (an edge worker may key on it instead).
+PAGE_KEY_HEADER = "X-Tessera-Page-Key"
 #: Root fields whose answer is the same for every visitor (beyond `page`, which decides).
 SHARED_ROOT_FIELDS = frozenset({"__typename", "__schema", "__type"})
 
@@ -395,7 +397,11 @@ class GraphQLEndpoint:
         headers["Cache-Tag"] = ",".join(policy.surrogate_keys or ("graphql",))  # Cloudflare
         headers["Vary"] = "Accept"
         if policy.scope == "audience" and policy.edge_key is not None:
+            # The key it may be stored under (what the request presented, checked current);
+            # an edge verifies it matches the request's before it stores the response.
             headers[EDGE_HEADER] = policy.edge_key
+            if policy.page_key is not None:
+                headers[PAGE_KEY_HEADER] = policy.page_key
             headers["Vary"] = f"Accept, {EDGE_HEADER}"
         if _matches(request.headers.get("if-none-match"), etag):
             del headers["Content-Type"]

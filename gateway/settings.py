@@ -165,6 +165,28 @@ class Settings(BaseSettings):
     rate_limit_webhooks_ip_rate: float = Field(default=20.0, ge=0)
     rate_limit_webhooks_ip_burst: int = Field(default=200, ge=1)
 
+    # Edge purge (issue 11): publish webhooks purge these edge caches by surrogate key.
+    varnish_urls: str = Field(
+        default="",
+        description="Comma-separated Varnish URLs that accept xkey PURGE requests.",
+    )
+    fastly_service_id: str = ""
+    fastly_api_token: SecretStr = Field(
+        default=SecretStr(""), description="Fastly API token with the purge_select scope."
+    )
+    fastly_soft_purge: bool = False
+    fastly_api_url: str = "https://api.fastly.com"
+    cloudflare_zone_id: str = ""
+    cloudflare_api_token: SecretStr = Field(
+        default=SecretStr(""), description="Cloudflare API token with Cache Purge permission."
+    )
+    cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
+    purge_timeout: float = Field(default=2.0, gt=0, description="Seconds per purge request.")
+    purge_retries: int = Field(default=3, ge=0, le=10)
+    purge_deadline: float = Field(
+        default=2.0, ge=0, description="Seconds a webhook waits for its edge purge."
+    )
+
     def key_ring(self) -> KeyRing:
         """The configured keys, ready to authenticate requests."""
         return KeyRing(

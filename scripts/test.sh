@@ -4,11 +4,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The content cache's Redis tests need a real redis-server (Debian package).
-if ! command -v redis-server >/dev/null 2>&1; then
+# Real servers the tests start on free ports (Debian packages): redis-server for
+# the content cache's Redis tests, Varnish 7 with varnish-modules (xkey) for
+# the edge tests (tests/edge/; varnishd lives in /usr/sbin).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+PATH="$PATH:/usr/sbin" command -v varnishd >/dev/null 2>&1 || missing+=(varnish)
+dpkg -s varnish-modules >/dev/null 2>&1 || missing+=(varnish-modules)
+if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+  # The packages would start their own services (varnish on :6081); the tests
+  # need none. policy-rc.d answering 101 stops that for this install only
+  # (Docker images already ship one).
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    trap '$SUDO rm -f "$policy"' EXIT
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+  fi
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ -n "$(trap -p EXIT)" ]; then
+    $SUDO rm -f "$policy"
+    trap - EXIT
+  fi
+fi
+if command -v ss >/dev/null 2>&1 && ss -ltn | grep -q ':6081 '; then
+  echo "note: something listens on :6081 (a packaged varnish service?); tests/edge does not use it" >&2
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -86,7 +86,10 @@ async def test_an_audience_page_is_private_until_the_edge_key_is_presented(
     assert second.headers["cache-control"].startswith("public, max-age=0, s-maxage=60")
     assert "set-cookie" not in second.headers
     assert "X-Tessera-Edge-Key" in second.headers["vary"]
-    assert second.headers["x-tessera-edge-key"].startswith("ek1.")
+    # Shared under the key presented; the page's own facts have a key of their own.
+    assert second.headers["x-tessera-edge-key"] == given["tsr_ek"]
+    assert second.headers["x-tessera-page-key"].startswith("ek1.")
+    assert second.headers["x-tessera-page-key"] != given["tsr_ek"]
     assert second.json()["data"]["page"]["cacheScope"] == "AUDIENCE"
     assert second.json()["data"] == first.json()["data"] | {
         "page": {**first.json()["data"]["page"], "cacheScope": "AUDIENCE"}
