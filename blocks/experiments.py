@@ -478,7 +478,8 @@ def _enrolled_arms(experiment: Experiment, result: Assignment) -> dict[str, Bloc
             variation_key=result.variation_key,
             variant_id=variant_id,
             reason=REASON_FORCED if result.forced else REASON_EXPERIMENT,
-            in_experiment=result.in_experiment,
+            # A forced variation (preview, QA) is never an exposure.
+            in_experiment=result.in_experiment and not result.forced,
             assignment=result,
         )
         for block_id, variant_id in experiment.variants_of(result.variation).items()
