@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from blocks.experiments import Allocation
 from blocks.rendering import BlockRenderer
 from cms_adapters.base import CMSAdapter
 from cms_adapters.cache_backend import close_cache, is_redis, open_cache
@@ -40,6 +41,7 @@ from profiles.indexes import ensure_indexes
 from profiles.ingest import ConsentDefaults, Ingestor
 from profiles.reader import BudgetedProfileReader
 from profiles.seed import seed_demo
+from profiles.sticky import StickyBucketWriter
 from profiles.store import ProfileStore
 from resolvers.context import IngestLimits, Services
 from resolvers.extensions.query_cost import QueryLimits
@@ -220,6 +222,17 @@ def create_app(
             )
             exposures.start()
             stack.push_async_callback(exposures.aclose)
+            sticky = StickyBucketWriter(
+                store.collection,
+                clock=clock,
+                consent={
+                    "analytics": settings.default_analytics_consent,
+                    "personalization": settings.default_personalization_consent,
+                },
+                max_queue=settings.sticky_bucket_queue_size,
+            )
+            sticky.start()
+            stack.push_async_callback(sticky.aclose)
             if settings.drift_interval_seconds:
                 drift = DriftMonitor(
                     database,
@@ -252,6 +265,8 @@ def create_app(
                 exploration_epsilon=settings.exploration_epsilon,
                 cold_start_epsilon=settings.cold_start_epsilon,
                 default_analytics_consent=settings.default_analytics_consent,
+                allocation=Allocation(holdout=settings.experiments_holdout),
+                sticky=sticky,
             )
             app.state.services = services
             app.state.mongo = client

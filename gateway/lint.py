@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from blocks.audiences import Audience
-from blocks.lint import Finding, lint_audiences, lint_page, malformed_page, summary
+from blocks.lint import (
+    Finding,
+    lint_audiences,
+    lint_experiment_keys,
+    lint_page,
+    malformed_page,
+    summary,
+)
 from cms_adapters.base import CMSAdapter
 from cms_adapters.errors import CMSError, MalformedContent
 from gateway.cli_args import iso_instant
@@ -37,6 +44,7 @@ async def lint_content(
     """Every finding in the CMS's pages (or the page `slug`) and in the audience definitions."""
     findings = lint_audiences(audiences)
     slugs = [slug] if slug is not None else await adapter.list_pages()
+    documents: dict[str, Any] = {}
     for page in slugs:
         try:
             parsed = await adapter.fetch_page(page, preview=drafts)
@@ -44,7 +52,10 @@ async def lint_content(
             message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
             findings.append(malformed_page(page, exc.field, message))
             continue
+        documents[page] = parsed.document
         findings.extend(lint_page(page, parsed.document, audiences, now))
+    # One experiment key, one definition, whichever pages show its blocks.
+    findings.extend(lint_experiment_keys(documents))
     return findings
 
 

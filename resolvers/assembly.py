@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TypeVar
 
 from blocks.context import RequestFacts, TargetingContext, build_context
+from blocks.experiments import assign_page
 from blocks.model import Page
 from blocks.selection import (
     FALLBACK_SCORE_ERROR,
@@ -195,7 +196,12 @@ async def _assemble(
     read = await reads.profile(facts.visitor_id)
     context = _context(services, facts, served, read)
     features = visitor_snapshot(context)
-    decision, scores = await decide(services, plan_page(page, context), features)
+    assignments = assign_page(page, context, services.allocation)
+    if services.sticky is not None and assignments.sticky_docs:
+        # Experiment assignments to keep (sticky buckets): saved off the request path.
+        profile_id = str((read.profile or {}).get("_id") or facts.visitor_id)
+        services.sticky.record(profile_id, assignments.sticky_docs)
+    decision, scores = await decide(services, plan_page(page, context, assignments), features)
     decision, rendered = render_page(page, decision, context, served)
     if services.exposures is not None and analytics_allowed(
         read, services.default_analytics_consent

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from blocks.experiments import Allocation
 from blocks.rendering import BlockRenderer
 from cms_adapters.content_cache import ContentCache
 from gateway.auth import KeyRing, Principal
 from profiles.audiences import AudienceCatalog
 from profiles.ingest import Ingestor
 from profiles.reader import BudgetedProfileReader
+from profiles.sticky import StickyBucketWriter
 from profiles.store import ProfileStore
 from scoring.exposures import ExposureLog
 from scoring.serving import ModelServer
@@ -44,6 +46,11 @@ class Services:
     exploration_epsilon: float = 0.1
     cold_start_epsilon: float = 0.0
     default_analytics_consent: bool = True
+    # -- experiments (issue 14) --
+    #: Site-wide experiment settings (the global holdout).
+    allocation: Allocation = field(default_factory=Allocation)
+    #: Saves visitors' experiment assignments (sticky buckets) in their profiles.
+    sticky: StickyBucketWriter | None = None
 
 
 @dataclass(frozen=True, slots=True)

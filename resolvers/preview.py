@@ -15,8 +15,9 @@ import strawberry
 from strawberry.scalars import JSON
 
 from blocks.context import build_context
+from blocks.experiments import assign_page
 from blocks.parse import ParsedPage
-from blocks.preview import PreviewError, PreviewSpec, force_variants, simulate
+from blocks.preview import PreviewError, PreviewSpec, check_variations, force_variants, simulate
 from blocks.selection import select_page
 from blocks.templating import render_page
 from cms_adapters.errors import CMSError, ContentNotFound
@@ -41,6 +42,12 @@ class ForcedVariantInput:
     variant_id: str
 
 
+@strawberry.input(description="Show one experiment variation (QA; never logged as an exposure).")
+class ForcedVariationInput:
+    experiment: str = strawberry.field(description="The experiment key.")
+    variation: int = strawberry.field(description="The variation index (0 is the control).")
+
+
 @strawberry.input(description="Preview the page as a simulated visitor (preview token required).")
 class PreviewInput:
     audiences: list[str] | None = strawberry.field(
@@ -56,6 +63,10 @@ class PreviewInput:
     )
     variants: list[ForcedVariantInput] | None = strawberry.field(
         default=None, description="Force these variants regardless of targeting."
+    )
+    experiments: list[ForcedVariationInput] | None = strawberry.field(
+        default=None,
+        description="Force these experiment variations, even in a draft experiment.",
     )
     drafts: bool = strawberry.field(
         default=True, description="Show unpublished content where the CMS has it."
@@ -76,6 +87,14 @@ class PreviewInput:
                     f"preview.variants[{index}].blockId: block {item.block_id!r} is forced twice"
                 )
             forced[item.block_id] = item.variant_id
+        variations: dict[str, int] = {}
+        for index, choice in enumerate(self.experiments or []):
+            if choice.experiment in variations:
+                raise BadUserInput(
+                    f"preview.experiments[{index}].experiment: experiment "
+                    f"{choice.experiment!r} is forced twice"
+                )
+            variations[choice.experiment] = choice.variation
         at = self.at
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
@@ -84,6 +103,7 @@ class PreviewInput:
             attributes=dict(self.attributes or {}),
             at=at,
             forced=forced,
+            variations=variations,
         )
 
 
@@ -155,7 +175,10 @@ async def assemble_preview(
     )
     try:
         targeting = simulate(base, spec, audiences)
-        decision = force_variants(page, select_page(page, targeting), spec.forced)
+        check_variations(page, spec.variations)
+        # The simulated visitor's sticky buckets are read, never saved: a preview changes nothing.
+        assignments = assign_page(page, targeting, services.allocation, forced=spec.variations)
+        decision = force_variants(page, select_page(page, targeting, assignments), spec.forced)
     except PreviewError as exc:
         raise BadUserInput(str(exc)) from None
     decision, rendered = render_page(page, decision, targeting, served)

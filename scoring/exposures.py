@@ -66,18 +66,23 @@ def exposure_document(
                     "score": score,
                 }
             )
-        blocks.append(
-            {
-                "blockId": block.id,
-                "variantId": record.variant_id,
-                "reason": record.reason,
-                "ruleId": record.rule_id,
-                "score": record.score,
-                "propensity": record.propensity,
-                "modelVersion": record.model_version,
-                "candidates": candidates,
-            }
-        )
+        entry: dict[str, Any] = {
+            "blockId": block.id,
+            "variantId": record.variant_id,
+            "reason": record.reason,
+            "ruleId": record.rule_id,
+            "score": record.score,
+            "propensity": record.propensity,
+            "modelVersion": record.model_version,
+            "candidates": candidates,
+        }
+        if record.experiment is not None and record.in_experiment:
+            # An experiment exposure (issue 14): what `experiments/` analyses.
+            entry["experiment"] = record.experiment
+            entry["variation"] = record.variation
+            entry["bucket"] = record.bucket
+            entry["unit"] = record.unit
+        blocks.append(entry)
     # Fallback decisions name the model that timed out; only a page it scored names it here.
     model_version = (
         next((r.model_version for r in decision.decisions if r.model_version), None)
