@@ -20,6 +20,7 @@ from resolvers.audiences_admin import AudienceMutation, AudienceQuery
 from resolvers.content_health import ContentHealthQuery
 from resolvers.errors import PublicError
 from resolvers.events import EventMutation
+from resolvers.experiments import ExperimentQuery
 from resolvers.extensions.query_cost import QueryLimits, query_cost
 from resolvers.gdpr import GdprMutation, GdprQuery
 from resolvers.mutation import Mutation
@@ -27,7 +28,9 @@ from resolvers.query import Query
 from resolvers.types import BLOCK_TYPES
 
 # Root types composed from one class per concern.
-RootQuery = merge_types("Query", (Query, AudienceQuery, ContentHealthQuery, GdprQuery))
+RootQuery = merge_types(
+    "Query", (Query, AudienceQuery, ContentHealthQuery, GdprQuery, ExperimentQuery)
+)
 RootMutation = merge_types("Mutation", (Mutation, AudienceMutation, EventMutation, GdprMutation))
 
 MAX_QUERY_TOKENS = 3000
