@@ -12,6 +12,7 @@ power and the minimum detectable effect of the planned sample.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -196,13 +197,15 @@ def _sequential(
         control = _values([r for r in enrolled if r.variation == 0], metric, look)
         treatment = _values([r for r in enrolled if r.variation == variation], metric, look)
         lift = stats.relative_lift(stats.Arm.of(control), stats.Arm.of(treatment), alpha)
-        if lift.lift is None or lift.se is None:
+        if lift.log_ratio is None or lift.log_se is None:
             continue
-        last, estimate = stats.msprt(lift.lift, lift.se, tau, alpha), lift.lift
+        # On the log of the ratio, back to a relative lift for people.
+        last = stats.msprt(lift.log_ratio, lift.log_se, math.log1p(tau), alpha)
+        estimate = lift.lift
         best_p = min(best_p, last.p)
     if last is None:
         return None
-    return Adjusted(estimate, last.low, last.high, best_p)
+    return Adjusted(estimate, math.expm1(last.low), math.expm1(last.high), best_p)
 
 
 def _metric(

@@ -1,7 +1,8 @@
 """The statistics of an A/B test, on summary numbers (pure; scipy and statsmodels do the maths).
 
-- Relative lift `treatment / control - 1` with a delta-method confidence
-  interval (the variance of a ratio of two independent means).
+- Relative lift `treatment / control - 1` with a confidence interval on the
+  log of the ratio (delta method: `var log m = var m / m²`), so an interval
+  never reaches below -100 % however small the counts.
 - Two-proportion z-test for conversion-type metrics (statsmodels'
   `proportions_ztest`, pooled variance); Welch's unequal-variance t-test for
   means such as revenue per visitor (scipy's `ttest_ind_from_stats`).
@@ -14,9 +15,9 @@
   with one pooled `θ = cov(x, y) / var(x)`, which removes the variance the
   pre-period explains without biasing the difference.
 - An always-valid p-value and confidence sequence (a mixture sequential
-  probability ratio test, mSPRT, with a normal mixing distribution of scale
-  `tau`, the planned relative effect): valid however often the result is
-  looked at, at the price of wider intervals.
+  probability ratio test, mSPRT, on the log of the ratio, with a normal
+  mixing distribution of scale `tau = log(1 + planned lift)`): valid however
+  often the result is looked at, at the price of wider intervals.
 - Power and minimum detectable effect for a planned sample (statsmodels'
   `NormalIndPower` on Cohen's h for proportions, on Cohen's d for means).
 """
@@ -56,12 +57,19 @@ class Arm:
 
 @dataclass(frozen=True, slots=True)
 class Lift:
-    """A relative lift and its confidence interval (None when the control mean is 0)."""
+    """A relative lift and its confidence interval (None when the control mean is 0).
+
+    `log_ratio` and `log_se` are the estimate and standard error on the log scale
+    the interval is built on (None when the treatment mean is 0: then the interval
+    falls back to the delta method on the ratio, `se`).
+    """
 
     lift: float | None
     low: float | None
     high: float | None
     se: float | None
+    log_ratio: float | None = None
+    log_se: float | None = None
 
 
 def _z(alpha: float) -> float:
@@ -69,16 +77,33 @@ def _z(alpha: float) -> float:
 
 
 def relative_lift(control: Arm, treatment: Arm, alpha: float = 0.05) -> Lift:
-    """`treatment / control - 1` with a (1 - alpha) delta-method interval."""
-    if control.n < 2 or treatment.n < 2 or control.mean == 0:
+    """`treatment / control - 1` with a (1 - alpha) interval from the log of the ratio."""
+    if control.n < 2 or treatment.n < 2 or control.mean <= 0 or treatment.mean < 0:
         return Lift(None, None, None, None)
     ratio = treatment.mean / control.mean
     var = treatment.variance / treatment.n / control.mean**2 + (
         treatment.mean**2 * control.variance / control.n / control.mean**4
     )
     se = math.sqrt(max(var, 0.0))
-    half = _z(alpha) * se
-    return Lift(ratio - 1, ratio - 1 - half, ratio - 1 + half, se)
+    z = _z(alpha)
+    if treatment.mean == 0:
+        return Lift(ratio - 1, ratio - 1 - z * se, ratio - 1 + z * se, se)
+    log_ratio = math.log(ratio)
+    log_se = math.sqrt(
+        max(
+            treatment.variance / treatment.n / treatment.mean**2
+            + control.variance / control.n / control.mean**2,
+            0.0,
+        )
+    )
+    return Lift(
+        ratio - 1,
+        math.exp(log_ratio - z * log_se) - 1,
+        math.exp(log_ratio + z * log_se) - 1,
+        se,
+        log_ratio,
+        log_se,
+    )
 
 
 def two_proportion_p(successes: tuple[int, int], users: tuple[int, int]) -> float | None:

@@ -11,15 +11,29 @@ from scipy import stats as sps
 from experiments import stats
 
 
-def test_relative_lift_and_its_delta_method_interval() -> None:
+def test_relative_lift_and_its_log_ratio_interval() -> None:
     control = stats.Arm(n=1000, mean=0.10, variance=0.09)
     treatment = stats.Arm(n=1000, mean=0.12, variance=0.1056)
     lift = stats.relative_lift(control, treatment)
     assert lift.lift == pytest.approx(0.2)
     se = math.sqrt(0.1056 / 1000 / 0.01 + 0.12**2 * 0.09 / 1000 / 0.10**4)
     assert lift.se == pytest.approx(se)
-    assert lift.low == pytest.approx(0.2 - 1.959964 * se, abs=1e-6)
-    assert lift.high == pytest.approx(0.2 + 1.959964 * se, abs=1e-6)
+    log_se = math.sqrt(0.1056 / 1000 / 0.12**2 + 0.09 / 1000 / 0.10**2)
+    assert lift.log_se == pytest.approx(log_se)
+    assert lift.low == pytest.approx(1.2 * math.exp(-1.959964 * log_se) - 1, abs=1e-6)
+    assert lift.high == pytest.approx(1.2 * math.exp(1.959964 * log_se) - 1, abs=1e-6)
+
+
+def test_a_lift_interval_never_reaches_below_minus_100_percent() -> None:
+    # Three conversions against ten: the delta method on the ratio went below -100 %.
+    control = stats.Arm.of([1.0] * 3 + [0.0] * 194)
+    treatment = stats.Arm.of([1.0] * 10 + [0.0] * 188)
+    lift = stats.relative_lift(control, treatment)
+    assert lift.low is not None
+    assert lift.low > -1
+    assert lift.se is not None
+    assert lift.lift is not None
+    assert lift.lift - 1.96 * lift.se < -1
 
 
 def test_no_lift_without_a_control_mean() -> None:
@@ -101,10 +115,10 @@ def test_the_sequential_test_keeps_its_error_rate_under_continuous_peeking() -> 
         fixed_any = seq_any = False
         for n in range(100, 5001, 100):
             lift = stats.relative_lift(stats.Arm.of(a[:n]), stats.Arm.of(b[:n]))
-            assert lift.lift is not None
-            assert lift.se is not None
-            fixed_any |= abs(lift.lift / lift.se) > 1.96
-            seq_any |= stats.msprt(lift.lift, lift.se, tau=0.1).p < 0.05
+            assert lift.log_ratio is not None
+            assert lift.log_se is not None
+            fixed_any |= abs(lift.log_ratio / lift.log_se) > 1.96
+            seq_any |= stats.msprt(lift.log_ratio, lift.log_se, tau=math.log1p(0.1)).p < 0.05
         fixed_hits += fixed_any
         seq_hits += seq_any
     assert fixed_hits / 400 > 0.15
