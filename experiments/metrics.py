@@ -1,7 +1,8 @@
 """From exposure documents and events to one row per experiment unit (pure).
 
-The unit is what the experiment hashed (`visitorId:v-1`, or `userId:u-9` for
-a user-hashed experiment); each exposure names it. Exposures come from two
+The unit is what the experiment hashed (`visitorId:v-1`, or `userId:u-9` once
+a user-hashed experiment knows the user); each exposure names it, and units
+that share a visitor are joined into one person. Exposures come from two
 sources: the gateway's exposure log (one document per served page view) and
 `block_view` beacons that name the experiment, sent by clients whose page an
 edge cache served (the gateway never saw that request). Both are reduced to
@@ -137,21 +138,53 @@ def beacon_exposures(
     return out
 
 
+class _People:
+    """Union-find over unit names and visitor ids: who is the same person."""
+
+    def __init__(self) -> None:
+        self._parent: dict[str, str] = {}
+
+    def find(self, node: str) -> str:
+        parent = self._parent.setdefault(node, node)
+        while parent != node:
+            grand = self._parent[parent]
+            self._parent[node] = grand  # path halving
+            node, parent = parent, self._parent.setdefault(grand, grand)
+        return node
+
+    def union(self, a: str, b: str) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:
+            self._parent[root_b] = root_a
+
+
+def _preferred(names: Iterable[str]) -> str:
+    """The name of a joined unit: a user id when one is known, else the first."""
+    ordered = sorted(names)
+    return next((name for name in ordered if name.startswith("userId:")), ordered[0])
+
+
 def reduce_exposures(exposures: Iterable[Exposure]) -> Exposures:
-    """One exposure per unit and day; each unit's first exposure; mixed units left out."""
+    """One exposure per unit and day; each unit's first exposure; mixed units left out.
+
+    Units that share a visitor are one person: a user-hashed experiment logs
+    `visitorId:v` while the visitor is anonymous and `userId:u` after
+    `identify` (sticky buckets keep the arm), and a beacon names the visitor.
+    """
+    items = list(exposures)
+    people = _People()
+    for exposure in items:
+        people.union(f"unit:{exposure.unit}", f"visitor:{exposure.visitor_id}")
+    names: dict[str, set[str]] = defaultdict(set)
+    for exposure in items:
+        names[people.find(f"unit:{exposure.unit}")].add(exposure.unit)
+    canonical = {root: _preferred(units) for root, units in names.items()}
     by_unit: dict[str, Unit] = {}
     mixed: set[str] = set()
     logged_days: dict[str, set[date]] = defaultdict(set)
     beacon_days: dict[str, set[date]] = defaultdict(set)
-    # A beacon names the visitor; a user-hashed experiment's log names the user: join them.
-    unit_of_visitor: dict[str, str] = {}
-    ordered = sorted(exposures, key=lambda e: (e.source != "log", e.at))
-    for exposure in ordered:
-        unit_key = exposure.unit
-        if exposure.source == "beacon":
-            unit_key = unit_of_visitor.get(exposure.visitor_id, unit_key)
-        else:
-            unit_of_visitor.setdefault(exposure.visitor_id, unit_key)
+    for exposure in sorted(items, key=lambda e: e.at):
+        unit_key = canonical[people.find(f"unit:{exposure.unit}")]
         day = exposure.at.date()
         unit = by_unit.get(unit_key)
         if unit is None:

@@ -135,6 +135,23 @@ def test_a_user_hashed_unit_collects_its_visitors_beacons() -> None:
     assert unit.days == {DAY1.date(), (DAY1 + timedelta(days=1)).date()}
 
 
+def test_a_visitor_who_logs_in_stays_one_person() -> None:
+    # Anonymous on the phone (hashed by visitor id), then known (hashed by user id),
+    # then on a laptop: one unit, first exposed on day one, three visitors' events.
+    exposures = [
+        Exposure("visitorId:phone", "phone", 1, DAY1),
+        Exposure("userId:u1", "phone", 1, DAY1 + timedelta(days=1)),
+        Exposure("userId:u1", "laptop", 1, DAY1 + timedelta(days=2)),
+        Exposure("visitorId:other", "other", 0, DAY1),
+    ]
+    reduced = reduce_exposures(exposures)
+    assert [(u.unit, u.first, sorted(u.visitors)) for u in reduced.units] == [
+        ("userId:u1", DAY1, ["laptop", "phone"]),
+        ("visitorId:other", DAY1, ["other"]),
+    ]
+    assert reduced.daily_exposures == 4
+
+
 def _event(kind: str, visitor: str, at: datetime, **extra: Any) -> dict[str, Any]:
     return {"type": kind, "visitorId": visitor, "timestamp": at, **extra}
 
