@@ -59,6 +59,7 @@ __all__ = [
     "in_namespace",
     "run_experiment",
     "sticky_key",
+    "unit_of",
 ]
 
 Status = Literal["draft", "running", "stopped"]
@@ -452,6 +453,17 @@ def hash_attributes(context: TargetingContext) -> dict[str, Any]:
     attributes = dict(context.attributes)
     attributes.setdefault(VISITOR_ID, attributes.get("id"))
     return attributes
+
+
+def unit_of(experiment: Experiment, attributes: Mapping[str, Any]) -> str | None:
+    """What the experiment hashes for these attributes, `attribute:value` (the analysis unit).
+
+    The hash attribute when it has a value, else the fallback attribute (as
+    `run_experiment` with sticky buckets); None when neither has one.
+    """
+    fallback = experiment.fallback_attribute if experiment.sticky else None
+    attribute, value = _hash_value(attributes, experiment.hash_attribute, fallback)
+    return f"{attribute}:{value}" if value else None
 
 
 def _winner_arms(experiment: Experiment) -> dict[str, BlockArm]:

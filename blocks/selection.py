@@ -94,8 +94,6 @@ class Decision:
     #: True when the visitor is in the experiment (an exposure); False for a shipped winner
     #: or a preview's forced variation.
     in_experiment: bool = False
-    #: What the experiment hashed: `attribute:value` (the unit an analysis counts).
-    unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,13 +204,8 @@ def _available(variant: Variant, context: TargetingContext) -> bool:
 
 
 def _arm_decision(block: Block, arm: BlockArm) -> Decision:
+    # Nothing visitor-specific: everyone in the arm gets an equal decision record.
     variant = block.variant(arm.variant_id)
-    assignment = arm.assignment
-    unit = (
-        f"{assignment.hash_attribute}:{assignment.hash_value}"
-        if assignment is not None and assignment.hash_value
-        else None
-    )
     return Decision(
         block_id=block.id,
         variant_id=variant.id,
@@ -224,7 +217,6 @@ def _arm_decision(block: Block, arm: BlockArm) -> Decision:
         scope="audience",
         variation=arm.variation,
         in_experiment=arm.in_experiment,
-        unit=unit,
     )
 
 

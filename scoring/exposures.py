@@ -24,6 +24,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from blocks.context import TargetingContext
+from blocks.experiments import hash_attributes, unit_of
 from blocks.model import Page
 from blocks.selection import PageDecision, Scores
 from scoring.features import Snapshot, visitor_snapshot
@@ -81,7 +82,9 @@ def exposure_document(
             entry["experiment"] = record.experiment
             entry["variation"] = record.variation
             entry["bucket"] = record.bucket
-            entry["unit"] = record.unit
+            experiment = page.experiment(record.experiment)
+            if experiment is not None:
+                entry["unit"] = unit_of(experiment, hash_attributes(context))
         blocks.append(entry)
     # Fallback decisions name the model that timed out; only a page it scored names it here.
     model_version = (

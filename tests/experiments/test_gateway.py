@@ -189,3 +189,21 @@ async def test_forcing_an_unknown_experiment_is_refused(client: httpx.AsyncClien
     (error,) = (await graphql(client, query, headers=headers)).json()["errors"]
     message = "page 'sale' has no experiment 'nope'; experiments: sale-hero-headline"
     assert message in error["message"]
+
+
+async def test_visitors_in_the_same_arm_share_the_cached_response(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    cache = app.state.page_cache
+    visitors = [f"exp-cache-{i}" for i in range(40)]
+    same_arm = [v for v in visitors if _expected(v) == 1][:3]
+    assert len(same_arm) == 3
+    bodies = []
+    for visitor in same_arm:
+        hits = cache.hits
+        response = await graphql(client, QUERY, visitor=visitor)
+        bodies.append(response.json())
+        if len(bodies) > 1:
+            # The decision is the arm's, not the visitor's: the same response is reused.
+            assert cache.hits == hits + 1
+    assert bodies[0] == bodies[1] == bodies[2]
