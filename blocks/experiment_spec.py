@@ -227,17 +227,18 @@ def _combinations(
         problems.append(
             SpecProblem("combinations", "experiment.invalid", "combinations need `design: listed`")
         )
-    combos = list(itertools.product(*(factor.variants for factor in factors)))
-    if len(combos) > MAX_VARIATIONS:
+    # Counted before they are listed: 40 factors of 2 arms are 2^40 combinations.
+    count = math.prod(len(factor.variants) for factor in factors)
+    if count > MAX_VARIATIONS:
         problems.append(
             SpecProblem(
                 "factors",
                 "experiment.invalid",
-                f"{len(combos)} combinations; at most {MAX_VARIATIONS}",
+                f"{count} combinations; at most {MAX_VARIATIONS}",
             )
         )
         return []
-    return combos
+    return list(itertools.product(*(factor.variants for factor in factors)))
 
 
 def _weights(

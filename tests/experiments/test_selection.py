@@ -304,6 +304,27 @@ def test_an_invalid_definition_is_dropped_but_its_treatment_stays_hidden() -> No
     }
 
 
+def test_a_factorial_explosion_is_refused_before_it_is_listed() -> None:
+    from blocks.parse import parse_page
+
+    blocks = [hero()] + [
+        {
+            "id": f"b{i}",
+            "type": "banner",
+            "variants": [
+                {"id": "a", "default": True, "fields": {"text": "a"}},
+                {"id": "b", "fields": {"text": "b"}},
+            ],
+        }
+        for i in range(40)
+    ]
+    factors = {f"b{i}": ["a", "b"] for i in range(40)}
+    blocks[0]["variants"][0]["experiment"] = {"key": "huge", "factors": factors}
+    parsed = parse_page({"slug": "p", "title": "P", "blocks": blocks})
+    (problem,) = parsed.problems
+    assert problem.message == "1099511627776 combinations; at most 64"
+
+
 @pytest.mark.parametrize(
     ("change", "path"),
     [
