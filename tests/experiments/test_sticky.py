@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 
@@ -122,3 +123,32 @@ async def test_a_visitor_keeps_their_arm_after_identify(
         # Now also stored under the user id, for the user's other devices.
         assert f"userId||{user}" in sticky_buckets(profile)
     assert rescued > 0
+
+
+async def test_erasure_waits_for_queued_assignments(
+    client: httpx.AsyncClient,
+    app: Starlette,
+    mongo: AsyncMongoClient[dict[str, Any]],
+    database_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services: Services = app.state.services
+    writer = services.sticky
+    assert writer is not None
+    visitor = "sticky-erased"
+    await graphql(client, PAGE, visitor=visitor)  # queues the visitor's assignment
+    flushed = []
+    original = writer.flush
+
+    async def flush() -> None:
+        flushed.append(writer.pending)
+        await original()
+
+    monkeypatch.setattr(writer, "flush", flush)
+    erase = 'mutation { eraseVisitor(id: "sticky-erased") { erased } }'
+    body = (await graphql(client, erase, headers=ADMIN)).json()
+    assert body["data"]["eraseVisitor"]["erased"] >= 1
+    # The erasure wrote what was queued first, so nothing recreates the profile after it.
+    assert flushed
+    await original()
+    assert await mongo[database_name]["profiles"].find_one({"_id": visitor}) is None
