@@ -13,6 +13,7 @@ COPY blocks ./blocks
 COPY cms_adapters ./cms_adapters
 COPY common ./common
 COPY delivery ./delivery
+COPY experiments ./experiments
 COPY gateway ./gateway
 COPY profiles ./profiles
 COPY resolvers ./resolvers

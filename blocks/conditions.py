@@ -2,7 +2,10 @@
 
 A condition is a JSON object whose entries must all hold. A plain key is a dot
 path into the attributes (``"user.address.country"``; numeric segments index
-arrays) and its value is either a literal or an operator object. A literal is
+arrays) and its value is either a literal or an operator object. As in
+GrowthBook, a key is an attribute path even when it starts with ``$``
+(``"$groups"``), unless it is an operator or a near miss of ``$and $or $nor
+$not`` (then it is reported as a typo). A literal is
 compared by strict equality: types must agree (``true`` never equals ``1``),
 arrays element by element in order, objects key by key in the same order.
 An operator object (every key starts with ``$``) holds operators that must all
@@ -241,6 +244,24 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+_CONDITION_LEVEL: Final = sorted(_COMBINATORS | {"$not"})
+
+
+def _operator_like(key: str) -> bool:
+    """Whether a `$` key where a condition is expected is an operator (or a typo of one).
+
+    GrowthBook reads any other key as an attribute path, so an attribute
+    literally named `$groups` can be tested; `$andd` or `$OR` are still
+    reported as typos, and value operators such as `$in` as misplaced.
+    """
+    if key in OPERATORS or key in _UNSUPPORTED:
+        return True
+    lowered = key.lower()
+    if any(lowered == op.lower() for op in _SORTED_OPERATORS):
+        return True
+    return bool(difflib.get_close_matches(key, _CONDITION_LEVEL, n=1, cutoff=0.6))
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -300,9 +321,10 @@ class _Walker:
                     out[key] = self.condition(value, here, depth + 1)
                 else:
                     self.add(here, f"'$not' expects a condition object, got {json_kind(value)}")
-            elif key.startswith("$"):
+            elif key.startswith("$") and _operator_like(key):
                 self._misplaced(key, here, attribute_level=False)
             else:
+                # An attribute path, even one that starts with `$` (GrowthBook: `$groups`).
                 out[key] = self.value(value, here, depth + 1)
         return out
 

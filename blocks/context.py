@@ -40,6 +40,9 @@ class TargetingContext:
     groups: Mapping[str, Sequence[Any]] | None = None
     #: False when the profile was read but its owner withdrew personalization consent.
     personalization_consent: bool = True
+    #: The profile's experiment assignments: GrowthBook sticky bucket documents by
+    #: `attributeName||attributeValue`.
+    sticky_buckets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _minutes_since(moment: Any, now: datetime) -> float | None:
@@ -92,9 +95,38 @@ def personalization_allowed(profile: Mapping[str, Any] | None) -> bool:
     return not (isinstance(consent, Mapping) and consent.get("personalization") is False)
 
 
+def _assignments_only(profile: Mapping[str, Any]) -> bool:
+    """A profile created to hold experiment assignments, before any event of its visitor."""
+    return (
+        "stickyBuckets" in profile
+        and not profile.get("counts")
+        and not profile.get("traits")
+        and "userId" not in profile
+    )
+
+
+def sticky_buckets(profile: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """The profile's sticky bucket documents, keyed as GrowthBook keys them (`attr||value`)."""
+    raw = (profile or {}).get("stickyBuckets")
+    out: dict[str, Mapping[str, Any]] = {}
+    if not isinstance(raw, Mapping):
+        return out
+    for doc in raw.values():
+        if not isinstance(doc, Mapping):
+            continue
+        name, value = doc.get("attributeName"), doc.get("attributeValue")
+        if (
+            isinstance(name, str)
+            and isinstance(value, str)
+            and isinstance(doc.get("assignments"), Mapping)
+        ):
+            out[f"{name}||{value}"] = doc
+    return out
+
+
 def profile_attributes(profile: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
     """The profile's targetable attributes, with values derived at read time."""
-    if profile is None:
+    if profile is None or _assignments_only(profile):
         return {"known": False, "traits": {"pageViews": 0, "orders": 0, "ltv": 0}, "cart": {}}
     # Counters a profile has not reached yet read as zero, as for a new visitor.
     traits = {"pageViews": 0, "orders": 0, "ltv": 0, **(profile.get("traits") or {})}
@@ -166,4 +198,5 @@ def build_context(
         profile_available=profile_available,
         groups=groups,
         personalization_consent=consent,
+        sticky_buckets=sticky_buckets(profile) if profile_available else {},
     )

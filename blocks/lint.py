@@ -21,6 +21,15 @@ from pydantic import ValidationError
 from blocks.audiences import Audience, find_cycle
 from blocks.block_types import validate_fields
 from blocks.conditions import ROOT, read_attributes, validate
+from blocks.experiment_spec import (
+    ArmInfo,
+    PageArms,
+    claimed_treatments,
+    compile_experiment,
+    overlapping,
+    signature,
+)
+from blocks.experiments import Experiment, treatment_variants
 from blocks.metadata import check_block, format_path
 from blocks.parse import ScheduleDoc
 from blocks.selection import EDGE_ATTRIBUTES, SHARED_ATTRIBUTES
@@ -60,6 +69,22 @@ RULES: Mapping[str, tuple[Severity, str]] = {
         "error",
         "a template that breaks a sandbox limit whatever the visitor (size, loops, methods)",
     ),
+    "experiment.invalid": ("error", "an experiment definition that cannot run (it is ignored)"),
+    "experiment.duplicate-key": ("error", "two experiments of a page share a key"),
+    "experiment.conflict": ("error", "pages define the same experiment key differently"),
+    "experiment.default-arm": (
+        "error",
+        "a block whose default variant is a treatment arm (shown outside the experiment)",
+    ),
+    "experiment.targeted-arm": (
+        "warning",
+        "an arm with its own audiences or condition (ignored for visitors in the experiment)",
+    ),
+    "experiment.overlap": (
+        "warning",
+        "two experiments on one block without disjoint namespace ranges",
+    ),
+    "experiment.ended": ("warning", "a running experiment past its end: it enrolls nobody"),
 }
 
 _REGEX_OPERATORS = ("$regex", "$regexi", "$notRegex", "$notRegexi")
@@ -294,6 +319,7 @@ def _check_defaults_and_shadowing(
     path: str,
     block: str,
     audiences: Mapping[str, Audience],
+    treatments: frozenset[str] = frozenset(),
 ) -> None:
     marked = [i for i, v in enumerate(variants) if v.get("default") is True]
     if len(marked) > 1:
@@ -326,6 +352,8 @@ def _check_defaults_and_shadowing(
     for w_index, winner in enumerate(variants):
         if w_index == default_index or not _always_matches(winner, audiences):
             continue
+        if _str_id(winner) in treatments:
+            continue  # only its experiment shows it, to the visitors it enrolls
         w_priority = winner.get("priority", 0)
         for index, variant in enumerate(variants):
             if index == w_index:
@@ -390,6 +418,7 @@ def lint_block(
     path: str,
     audiences: Mapping[str, Audience],
     now: datetime,
+    treatments: frozenset[str] = frozenset(),
 ) -> None:
     """Check one block document and all its variants."""
     block = _str_id(document)
@@ -454,7 +483,7 @@ def lint_block(
                     out, block_type, overrides, f"{where}.localized.{locale}", "", block, variant_id
                 )
     if valid:
-        _check_defaults_and_shadowing(out, valid, positions, path, block, audiences)
+        _check_defaults_and_shadowing(out, valid, positions, path, block, audiences, treatments)
 
 
 def lint_page(
@@ -465,6 +494,7 @@ def lint_page(
     if not isinstance(document, Mapping) or not isinstance(document.get("blocks"), list):
         out.add("page.malformed", "blocks", "the page has no list of blocks", "add `blocks: [...]`")
         return out.findings
+    treatments = _check_experiments(out, document["blocks"], now)
     seen: dict[str, int] = {}
     for index, block in enumerate(document["blocks"]):
         path = f"blocks[{index}]"
@@ -479,8 +509,191 @@ def lint_page(
                     block=block_id,
                 )
             seen.setdefault(block_id, index)
-        lint_block(out, block, path, audiences, now)
+        lint_block(out, block, path, audiences, now, treatments.get(block_id or "", frozenset()))
     return out.findings
+
+
+def _variant_docs(blocks: Sequence[Any]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for block in blocks:
+        block_id = _str_id(block)
+        variants = block.get("variants") if isinstance(block, Mapping) else None
+        if block_id is None or block_id in out or not isinstance(variants, list):
+            continue
+        out[block_id] = [v for v in variants if isinstance(v, Mapping) and _str_id(v)]
+    return out
+
+
+def _page_arms(variants: Mapping[str, list[Mapping[str, Any]]]) -> PageArms:
+    arms: dict[str, dict[str, ArmInfo]] = {}
+    for block_id, docs in variants.items():
+        arms[block_id] = {}
+        for doc in docs:
+            weight = doc.get("weight")
+            arms[block_id][str(doc["id"])] = ArmInfo(
+                weight=float(weight) if isinstance(weight, int | float) else None,
+                targeted=_targeted(doc),
+            )
+    return arms
+
+
+def _default_id(docs: Sequence[Mapping[str, Any]]) -> str | None:
+    marked = [d for d in docs if d.get("default") is True]
+    if marked:
+        return _str_id(marked[0])
+    plain = [d for d in docs if not _targeted(d) and not d.get("schedule")]
+    return _str_id(plain[0]) if plain else (_str_id(docs[-1]) if docs else None)
+
+
+def page_experiments(blocks: Sequence[Any]) -> list[tuple[str, Experiment]]:
+    """Every valid experiment the page's blocks define, with the path of its definition."""
+    variants = _variant_docs(blocks)
+    arms = _page_arms(variants)
+    found: list[tuple[str, Experiment]] = []
+    for index, block in enumerate(blocks):
+        block_id = _str_id(block)
+        if block_id is None or not isinstance(block, Mapping):
+            continue
+        for position, variant in enumerate(block.get("variants") or ()):
+            if isinstance(variant, Mapping) and isinstance(variant.get("experiment"), Mapping):
+                where = f"blocks[{index}].variants[{position}].experiment"
+                experiment, _ = compile_experiment(variant["experiment"], block_id, arms)
+                if experiment is not None:
+                    found.append((where, experiment))
+    return found
+
+
+def _check_experiments(
+    out: _Collector, blocks: Sequence[Any], now: datetime
+) -> dict[str, frozenset[str]]:
+    """Findings in the page's experiment definitions; returns the variants only they show."""
+    variants = _variant_docs(blocks)
+    arms = _page_arms(variants)
+    valid: list[Experiment] = []
+    reserved: dict[str, frozenset[str]] = {}
+    keys: dict[str, str] = {}
+    broken = {
+        problem.path.split(".experiment", 1)[0] + ".experiment"
+        for index, block in enumerate(blocks)
+        for problem in check_block(block, f"blocks[{index}]")
+        if ".experiment" in problem.path
+    }
+    for index, block in enumerate(blocks):
+        block_id = _str_id(block)
+        if block_id is None or not isinstance(block, Mapping):
+            continue
+        for position, variant in enumerate(block.get("variants") or ()):
+            if not isinstance(variant, Mapping) or not isinstance(
+                variant.get("experiment"), Mapping
+            ):
+                continue  # a missing field, or the schema check reports the wrong type
+            where = f"blocks[{index}].variants[{position}].experiment"
+            variant_id = _str_id(variant)
+            experiment, problems = compile_experiment(variant["experiment"], block_id, arms)
+            if experiment is None:
+                # Ignored, but its treatments stay out of normal selection (as when parsed).
+                for claimed_block, claimed in claimed_treatments(
+                    variant["experiment"], block_id
+                ).items():
+                    reserved[claimed_block] = reserved.get(claimed_block, frozenset()) | claimed
+            if where in broken:
+                continue  # the schema check reports what is wrong with it
+            for problem in problems:
+                path = where if problem.path in ("", ROOT) else f"{where}.{problem.path}"
+                out.add(
+                    problem.code,
+                    path,
+                    problem.message,
+                    "see docs/experiments.md",
+                    block=block_id,
+                    variant=variant_id,
+                )
+            if experiment is None:
+                continue
+            if experiment.key in keys:
+                out.add(
+                    "experiment.duplicate-key",
+                    f"{where}.key",
+                    f"experiment {experiment.key!r} is also defined at {keys[experiment.key]}",
+                    "give every experiment its own key",
+                    block=block_id,
+                    variant=variant_id,
+                )
+                continue
+            keys[experiment.key] = where
+            if (
+                experiment.status == "running"
+                and experiment.end is not None
+                and experiment.end <= now
+            ):
+                out.add(
+                    "experiment.ended",
+                    f"{where}.end",
+                    f"experiment {experiment.key!r} ended on {experiment.end.isoformat()} "
+                    "but is still `running`: it enrolls nobody",
+                    "set `status: stopped` (and a `winner` to ship one)",
+                    block=block_id,
+                    variant=variant_id,
+                )
+            for factor_block, treatments in experiment.treatments().items():
+                default = _default_id(variants.get(factor_block, []))
+                if default in treatments:
+                    out.add(
+                        "experiment.default-arm",
+                        where,
+                        f"the default variant {default!r} of block {factor_block!r} is a "
+                        f"treatment of {experiment.key!r}: visitors outside the experiment "
+                        "would see it",
+                        "make the control (the first variation) the block's default",
+                        block=block_id,
+                        variant=variant_id,
+                    )
+            for other in valid:
+                if overlapping(other, experiment):
+                    out.add(
+                        "experiment.overlap",
+                        where,
+                        f"experiments {other.key!r} and {experiment.key!r} share a block and "
+                        "may enroll the same visitor: the first one listed wins it",
+                        "give both the same `namespace` with disjoint ranges",
+                        block=block_id,
+                        variant=variant_id,
+                    )
+            valid.append(experiment)
+    for block_id, treatments in treatment_variants(valid).items():
+        reserved[block_id] = reserved.get(block_id, frozenset()) | treatments
+    return reserved
+
+
+def lint_experiment_keys(pages: Mapping[str, Any]) -> list[Finding]:
+    """Findings for an experiment key defined differently on two pages (slug → document)."""
+    seen: dict[str, tuple[str, Experiment]] = {}
+    findings: list[Finding] = []
+    for slug, document in pages.items():
+        blocks = document.get("blocks") if isinstance(document, Mapping) else None
+        if not isinstance(blocks, list):
+            continue
+        on_this_page: set[str] = set()
+        for where, experiment in page_experiments(blocks):
+            if experiment.key in on_this_page:
+                continue  # `experiment.duplicate-key` reports it
+            on_this_page.add(experiment.key)
+            first = seen.get(experiment.key)
+            if first is None:
+                seen[experiment.key] = (slug, experiment)
+                continue
+            if signature(first[1]) != signature(experiment):
+                out = _Collector(slug)
+                out.add(
+                    "experiment.conflict",
+                    where,
+                    f"experiment {experiment.key!r} is defined differently on page "
+                    f"{first[0]!r}: one key, one experiment",
+                    "make the definitions identical, or rename one",
+                    block=experiment.defined_in,
+                )
+                findings.extend(out.findings)
+    return findings
 
 
 def malformed_page(slug: str, path: str, message: str) -> Finding:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from blocks.conditions import CompiledCondition
+from blocks.experiments import Experiment
 
 AudienceMatch = Literal["any", "all"]
 
@@ -104,6 +105,14 @@ class Page:
     default_locale: str = "en-US"
     titles: Mapping[str, str] = field(default_factory=dict)
     description: str | None = None
+    #: The experiments defined on the page's blocks, in definition (page) order.
+    experiments: tuple[Experiment, ...] = ()
+    #: Block id → variants only an experiment shows (also those of an invalid definition).
+    experiment_only: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def experiment(self, key: str) -> Experiment | None:
+        """The page's experiment `key`, if it has one."""
+        return next((e for e in self.experiments if e.key == key), None)
 
     def title_for(self, locale: str) -> str:
         """The page title in `locale`, or the default title."""

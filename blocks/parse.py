@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from blocks.block_types import validate_fields
 from blocks.conditions import ROOT, compile_condition
+from blocks.experiment_spec import ArmInfo, PageArms, claimed_treatments, compile_experiment
+from blocks.experiments import Experiment, treatment_variants
 from blocks.model import Block, Page, Schedule, Variant
 
 _LOCALE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
@@ -212,6 +214,64 @@ def parse_block(document: Any, path: str, problems: list[ContentProblem]) -> Blo
     return Block(id=block_id, type=block_type, variants=tuple(variants))
 
 
+def page_arms(blocks: list[Block]) -> PageArms:
+    """What experiment definitions need to know about the page's (valid) variants."""
+    return {
+        block.id: {
+            variant.id: ArmInfo(weight=variant.weight, targeted=variant.targeted)
+            for variant in block.variants
+        }
+        for block in blocks
+    }
+
+
+def _experiments(
+    raw_blocks: list[Any], blocks: list[Block], problems: list[ContentProblem]
+) -> tuple[tuple[Experiment, ...], dict[str, frozenset[str]]]:
+    """The experiments defined on the page's variants, and the variants only they show.
+
+    A faulty definition is dropped and reported; the arms it names stay reserved.
+    """
+    arms = page_arms(blocks)
+    parsed = {block.id: block for block in blocks}
+    found: list[Experiment] = []
+    reserved: dict[str, frozenset[str]] = {}
+    for index, raw in enumerate(raw_blocks):
+        block_id = raw.get("id") if isinstance(raw, Mapping) else None
+        block = parsed.get(block_id) if isinstance(block_id, str) else None
+        if block is None or not isinstance(raw.get("variants"), list):
+            continue
+        kept = {variant.id for variant in block.variants}
+        for position, variant in enumerate(raw["variants"]):
+            if not isinstance(variant, Mapping) or variant.get("experiment") is None:
+                continue
+            if variant.get("id") not in kept:
+                continue  # the variant itself was dropped (and reported)
+            where = f"blocks[{index}].variants[{position}].experiment"
+            experiment, found_problems = compile_experiment(variant["experiment"], block.id, arms)
+            errors = [p for p in found_problems if p.severity == "error"]
+            for problem in errors:
+                path = where if problem.path in ("", ROOT) else f"{where}.{problem.path}"
+                problems.append(ContentProblem(path, problem.message))
+            if experiment is None:
+                for claimed_block, claimed in claimed_treatments(
+                    variant["experiment"], block.id
+                ).items():
+                    reserved[claimed_block] = reserved.get(claimed_block, frozenset()) | claimed
+                continue
+            if any(other.key == experiment.key for other in found):
+                problems.append(
+                    ContentProblem(
+                        f"{where}.key", f"experiment {experiment.key!r} is defined twice"
+                    )
+                )
+                continue
+            found.append(experiment)
+    for block_id, treatments in treatment_variants(found).items():
+        reserved[block_id] = reserved.get(block_id, frozenset()) | treatments
+    return tuple(found), reserved
+
+
 def _string_list(value: Any, path: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ContentError(path, "must be a list of non-empty strings")
@@ -257,6 +317,7 @@ def parse_page(document: Any, source: str = "") -> ParsedPage:
             continue
         block_ids.add(block.id)
         blocks.append(block)
+    experiments, experiment_only = _experiments(raw_blocks, blocks, problems)
     description = document.get("description")
     page = Page(
         slug=slug,
@@ -266,5 +327,7 @@ def parse_page(document: Any, source: str = "") -> ParsedPage:
         default_locale=str(default_locale),
         titles=dict(titles),
         description=description if isinstance(description, str) else None,
+        experiments=experiments,
+        experiment_only=experiment_only,
     )
     return ParsedPage(page=page, problems=tuple(problems), document=document)

@@ -1,9 +1,10 @@
 """Preview: the page as a simulated visitor sees it (pure).
 
 An editor's preview may simulate audience memberships, override targeting
-attributes by dot path, pick a point in time (for schedules) and force a
-variant per block. Every decision a preview makes is `individual`, so no
-cache ever shares it.
+attributes by dot path, pick a point in time (for schedules), force a
+variant per block and force an experiment's variation (QA: the arm is shown
+with reason `preview:forced` and is never an exposure). Every decision a
+preview makes is `individual`, so no cache ever shares it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,26 @@ class PreviewSpec:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     at: datetime | None = None
     forced: Mapping[str, str] = field(default_factory=dict)
+    #: Experiment key → the variation index to show.
+    variations: Mapping[str, int] = field(default_factory=dict)
+
+
+def check_variations(page: Page, variations: Mapping[str, int]) -> None:
+    """Refuse forced variations of experiments the page does not have, or out of range."""
+    for key, variation in variations.items():
+        experiment = page.experiment(key)
+        if experiment is None:
+            known = ", ".join(e.key for e in page.experiments) or "(none)"
+            raise PreviewError(
+                "preview.experiments",
+                f"page {page.slug!r} has no experiment {key!r}; experiments: {known}",
+            )
+        if not 0 <= variation < experiment.num_variations:
+            raise PreviewError(
+                "preview.experiments",
+                f"experiment {key!r} has variations 0 to {experiment.num_variations - 1} "
+                f"({', '.join(experiment.variation_keys)}), not {variation}",
+            )
 
 
 def override_attributes(

@@ -1,32 +1,41 @@
 """Variant selection: which variant of each block this visitor sees, and why.
 
-Order, per block:
-1. eligible variants: inside their schedule, matching the locale, the visitor
+One documented order, per block (docs/experiments.md, docs/editors.md):
+0. no profile (or no consent to personalize): the block's default variant;
+1. an experiment on the block that enrolls the visitor (its own targeting
+   condition, namespace, holdouts, coverage and sticky bucket decide; see
+   `blocks.experiments`) serves the assigned arm (reason `experiment`), or a
+   stopped experiment's winner (reason `experiment:winner`): experiments come
+   before audiences, conditions, priorities and model scores, so assignment
+   never depends on the other variants' targeting; an arm unavailable in the
+   locale or outside its schedule leaves the block to steps 2-7;
+2. eligible variants: inside their schedule, matching the locale, the visitor
    in their audiences (any or all), their condition true;
-2. the highest priority among them forms the *tier* (all eligible variants
+3. the highest priority among them forms the *tier* (all eligible variants
    sharing that priority, in page order);
-3. within a tier of two or more, a model score ranks (ties go to the earlier
+4. within a tier of two or more, a model score ranks (ties go to the earlier
    variant); without scores the earlier variant wins;
-4. ε-greedy exploration: with probability ε the pick is instead uniform over
+5. ε-greedy exploration: with probability ε the pick is instead uniform over
    the tier, and every decision records its `propensity`, the probability the
    policy had of choosing it, so logged exposures can be reweighted;
-5. when scoring was attempted and failed (timeout, error), the earlier variant
+6. when scoring was attempted and failed (timeout, error), the earlier variant
    wins with the reason `fallback:score-timeout` / `fallback:score-error`;
-6. no eligible variant: the block's default variant.
+7. no eligible variant: the block's default variant.
 
-Selection happens in two pure phases: `plan_page` (steps 1-2 and 6) and
-`rank_page` (steps 3-5), so the caller can score the plan's tiers in between.
+Selection happens in two pure phases: `plan_page` (steps 0-3 and 7) and
+`rank_page` (steps 4-6), so the caller can score the plan's tiers in between.
 `select_page` is both phases without scores or exploration.
 
 Every block gets a `Decision` that says which variant and why. The scope on a
 decision records what it read, so a cache policy can be derived from it:
 `public` (nothing about the visitor: schedule, locale, the request's own
 arguments), `audience` (audience memberships, device, country, consent: the
-facts an edge key covers, named in `facts`) or `individual` (a condition over
-the visitor's own attributes, a model score over the visitor's features, a
-random exploration draw, or a profile that could not be read). A block's
-scope is what *all* its variants' targeting reads, matched or not, so it is
-the same for every visitor with the same facts.
+facts an edge key covers, named in `facts`; or an experiment arm, keyed by its
+`experiment` and `variation`) or `individual` (a condition over the visitor's
+own attributes, a model score over the visitor's features, a random
+exploration draw, or a profile that could not be read). A block's scope is
+what *all* its variants' targeting reads, matched or not, so it is the same
+for every visitor with the same facts.
 """
 
 from __future__ import annotations
@@ -37,6 +46,13 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from blocks.context import TargetingContext
+from blocks.experiments import (
+    NO_ASSIGNMENTS,
+    BlockArm,
+    PageAssignments,
+    assign_page,
+    treatment_variants,
+)
 from blocks.model import Block, Page, Variant
 
 Scope = Literal["public", "audience", "individual"]
@@ -60,6 +76,8 @@ EDGE_ATTRIBUTES = frozenset({"device", "country", "audiences"})
 SHARED_ATTRIBUTES = frozenset({"locale", "path", "utm", "hour", "dayOfWeek"})
 #: The fact every personalized page reads: whether the visitor allows it.
 CONSENT_FACT = "consent"
+#: The fact an experiment's blocks read: the visitor's arms.
+EXPERIMENT_FACT = "experiments"
 
 #: Model scores by `(block_id, variant_id)`.
 Scores = Mapping[tuple[str, str], float]
@@ -74,7 +92,9 @@ class Decision:
     reason: str
     rule_id: str | None = None
     score: float | None = None
+    #: The experiment that decided the block (its key), if one did.
     experiment: str | None = None
+    #: The arm: the experiment's variation key (GrowthBook's `meta.key`, the variant id).
     bucket: str | None = None
     scope: Scope = "public"
     #: The probability the policy had of choosing this variant (1.0 without a choice).
@@ -85,6 +105,11 @@ class Decision:
     #: The visitor facts an `audience` scope read: `audience:<name>`, `audiences`
     #: (every membership), `device`, `country`, `consent`.
     facts: frozenset[str] = frozenset()
+    #: The experiment's variation index (0 = control) when an experiment decided the block.
+    variation: int | None = None
+    #: True when the visitor is in the experiment (an exposure); False for a shipped winner
+    #: or a preview's forced variation.
+    in_experiment: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,15 +228,53 @@ class PagePlan:
         return tuple(block for block in self.blocks if block.contested)
 
 
-def plan_block(block: Block, context: TargetingContext) -> BlockPlan:
-    """The eligible variants of the highest priority of `block`, or its default decision."""
+def _available(variant: Variant, context: TargetingContext) -> bool:
+    """Whether the variant may be shown at all: inside its schedule and in the locale."""
+    if variant.schedule is not None and not variant.schedule.contains(context.now):
+        return False
+    return _locale_matches(variant, context.locale)
+
+
+def _arm_decision(block: Block, arm: BlockArm) -> Decision:
+    # Nothing visitor-specific: everyone in the arm gets an equal decision record.
+    variant = block.variant(arm.variant_id)
+    return Decision(
+        block_id=block.id,
+        variant_id=variant.id,
+        reason=arm.reason,
+        rule_id=variant.rule_id or f"{block.id}/{variant.id}",
+        experiment=arm.experiment,
+        bucket=arm.variation_key,
+        # The arm is shared by everyone assigned to it: cacheable per arm, never private.
+        scope="audience",
+        variation=arm.variation,
+        in_experiment=arm.in_experiment,
+    )
+
+
+def plan_block(
+    block: Block,
+    context: TargetingContext,
+    arm: BlockArm | None = None,
+    *,
+    experimented: bool = False,
+    treatments: frozenset[str] = frozenset(),
+) -> BlockPlan:
+    """The eligible variants of the highest priority of `block`, or its decided decision.
+
+    `arm` is what an experiment decided for the block (see `assign_page`);
+    `experimented` says an experiment was run for it, whatever the outcome, so
+    the decision depends on the arm and is at least `audience`-scoped;
+    `treatments` are variants only an experiment shows, left out here.
+    """
     default = block.default_variant
     # Whatever a variant's targeting reads, the outcome depends on it, whether it
     # matched or not (and whoever the visitor is).
-    scope: Scope = "public"
-    facts: set[str] = set()
+    touched = experimented or arm is not None
+    scope: Scope = "audience" if touched else "public"
+    facts: set[str] = {EXPERIMENT_FACT} if touched else set()
     for variant in block.variants:
-        if variant is not default:
+        if variant is not default and variant.id not in treatments:
             variant_scope, variant_facts = variant_reads(variant)
             scope = strictest((scope, variant_scope))
             facts |= variant_facts
@@ -228,9 +291,22 @@ def plan_block(block: Block, context: TargetingContext) -> BlockPlan:
             block_id=block.id, variant_id=default.id, reason=fallback, scope=scope, facts=read
         )
         return BlockPlan(block=block, tier=(), scope=scope, default=decision, facts=read)
+    if arm is not None:
+        try:
+            armed: Variant | None = block.variant(arm.variant_id)
+        except KeyError:
+            armed = None
+        if armed is not None and _available(armed, context):
+            # In an arm, the block shows the arm whatever else it targets: the arm is all
+            # it reads (and whether the visitor allows personalization at all).
+            arm_facts = frozenset({EXPERIMENT_FACT, CONSENT_FACT})
+            decision = replace(_arm_decision(block, arm), facts=arm_facts)
+            return BlockPlan(
+                block=block, tier=(), scope="audience", default=decision, facts=arm_facts
+            )
     tier: list[Candidate] = []
     for variant in block.variants:
-        if variant is default:
+        if variant is default or variant.id in treatments:
             continue
         reason = eligibility(variant, context)
         if reason is None:
@@ -251,10 +327,31 @@ def plan_block(block: Block, context: TargetingContext) -> BlockPlan:
     return BlockPlan(block=block, tier=tuple(tier), scope=scope, facts=read)
 
 
-def plan_page(page: Page, context: TargetingContext) -> PagePlan:
-    """Plan every block of `page` for `context`: eligibility and priority tiers."""
+def plan_page(
+    page: Page, context: TargetingContext, assignments: PageAssignments | None = None
+) -> PagePlan:
+    """Plan every block of `page` for `context`: experiments, eligibility and priority tiers.
+
+    `assignments` are the page's experiments run for this visitor
+    (`blocks.experiments.assign_page`); by default they are run here without
+    a global holdout, and sticky buckets to save are not reported.
+    """
+    if assignments is None:
+        assignments = assign_page(page, context) if page.experiments else NO_ASSIGNMENTS
+    treatments = dict(page.experiment_only)
+    for block_id, variants in treatment_variants(page.experiments).items():
+        treatments[block_id] = treatments.get(block_id, frozenset()) | variants
     return PagePlan(
-        blocks=tuple(plan_block(block, context) for block in page.blocks),
+        blocks=tuple(
+            plan_block(
+                block,
+                context,
+                assignments.arms.get(block.id),
+                experimented=block.id in assignments.touched,
+                treatments=treatments.get(block.id, frozenset()),
+            )
+            for block in page.blocks
+        ),
         personalized=context.profile_available,
     )
 
@@ -390,6 +487,8 @@ def select_variant(block: Block, context: TargetingContext) -> Decision:
     return rank_block(plan_block(block, context), None, epsilon=0.0, rng=None)
 
 
-def select_page(page: Page, context: TargetingContext) -> PageDecision:
+def select_page(
+    page: Page, context: TargetingContext, assignments: PageAssignments | None = None
+) -> PageDecision:
     """Decide every block of `page` for `context` in one call (no scores)."""
-    return rank_page(plan_page(page, context), None, epsilon=0.0, rng=None)
+    return rank_page(plan_page(page, context, assignments), None, epsilon=0.0, rng=None)

@@ -22,11 +22,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from blocks.context import TargetingContext
-from blocks.selection import CONSENT_FACT
+from blocks.selection import CONSENT_FACT, EXPERIMENT_FACT
 from common.state_secret import state_secret
 
 #: Bumped when the facts or their encoding change, so old cookies never match.
 VERSION = "ek1"
+#: The visitor's variation in each experiment (None: not enrolled), by experiment key.
+Arms = tuple[tuple[str, int | None], ...]
 
 
 class EdgeKeys:
@@ -42,7 +44,7 @@ class EdgeKeys:
         digest = hmac.new(self._secret, canonical.encode(), hashlib.sha256).digest()
         return f"{VERSION}.{base64.urlsafe_b64encode(digest[:18]).decode()}"
 
-    def visitor_key(self, context: TargetingContext) -> str:
+    def visitor_key(self, context: TargetingContext, arms: Arms = ()) -> str:
         """The key of every edge fact of this visitor (what `tsr_ek` holds)."""
         return self._sign(
             {
@@ -50,10 +52,11 @@ class EdgeKeys:
                 "device": context.attributes.get("device"),
                 "country": context.attributes.get("country"),
                 CONSENT_FACT: context.personalization_consent,
+                EXPERIMENT_FACT: [list(arm) for arm in arms],
             }
         )
 
-    def page_key(self, context: TargetingContext, facts: Iterable[str]) -> str:
+    def page_key(self, context: TargetingContext, facts: Iterable[str], arms: Arms = ()) -> str:
         """The key of exactly `facts` (as `Decision.facts` names them) for this visitor."""
         values: dict[str, object] = {}
         for fact in sorted(set(facts)):
@@ -63,6 +66,8 @@ class EdgeKeys:
                 values[fact] = sorted(context.audiences)
             elif fact == CONSENT_FACT:
                 values[fact] = context.personalization_consent
+            elif fact == EXPERIMENT_FACT:
+                values[fact] = [list(arm) for arm in arms]
             else:
                 values[fact] = context.attributes.get(fact)
         return self._sign(values)

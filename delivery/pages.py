@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
 
 from blocks.context import RequestFacts, TargetingContext, build_context
+from blocks.experiments import assign_page
 from blocks.model import Page
 from blocks.selection import (
     FALLBACK_SCORE_ERROR,
@@ -199,14 +200,15 @@ class Delivery:
         if edge_keys is None:
             return CachePolicy("private", keys, reason="no edge key secret")
         visitor = pages[0].context
-        current = edge_keys.visitor_key(visitor)
+        arms = self.services.experiments.arms(visitor, self.services.allocation)
+        current = edge_keys.visitor_key(visitor, arms)
         if presented_edge_key != current:
             # The edge would store this under the key the request presented, which
             # does not describe this visitor now: answer privately, hand out the key.
             return CachePolicy("private", keys, refresh_edge_key=current, reason="edge key")
         facts = frozenset().union(*(page.decision.facts for page in pages))
         return CachePolicy(
-            "audience", keys, edge_key=current, page_key=edge_keys.page_key(visitor, facts)
+            "audience", keys, edge_key=current, page_key=edge_keys.page_key(visitor, facts, arms)
         )
 
 
@@ -283,7 +285,14 @@ async def _assemble(
     read = await delivery.profile(facts.visitor_id)
     context = _context(services, facts, served, read)
     features = visitor_snapshot(context)
-    decision, scores = await decide(services, plan_page(page, context), features)
+    # Before the policy is derived: the visitor's edge key covers this page's arms too.
+    services.experiments.add(page.experiments)
+    assignments = assign_page(page, context, services.allocation)
+    if services.sticky is not None and assignments.sticky_docs:
+        # Experiment assignments to keep (sticky buckets): saved off the request path.
+        profile_id = str((read.profile or {}).get("_id") or facts.visitor_id)
+        services.sticky.record(profile_id, assignments.sticky_docs)
+    decision, scores = await decide(services, plan_page(page, context, assignments), features)
     decision, rendered = render_page(page, decision, context, served)
     if read.source == "stale":
         # MongoDB missed the budget; the near-cache's copy (the feed is down) stood in.

@@ -8,8 +8,9 @@ preview marks its response private.
 from __future__ import annotations
 
 from blocks.context import build_context
+from blocks.experiments import assign_page
 from blocks.parse import ParsedPage
-from blocks.preview import PreviewError, PreviewSpec, force_variants, simulate
+from blocks.preview import PreviewError, PreviewSpec, check_variations, force_variants, simulate
 from blocks.selection import select_page
 from blocks.templating import render_page
 from cms_adapters.errors import CMSError, ContentNotFound
@@ -88,7 +89,10 @@ async def assemble_preview(
     )
     try:
         targeting = simulate(base, spec, audiences)
-        decision = force_variants(page, select_page(page, targeting), spec.forced)
+        check_variations(page, spec.variations)
+        # The simulated visitor's sticky buckets are read, never saved: a preview changes nothing.
+        assignments = assign_page(page, targeting, services.allocation, forced=spec.variations)
+        decision = force_variants(page, select_page(page, targeting, assignments), spec.forced)
     except PreviewError as exc:
         raise BadUserInput(str(exc)) from None
     decision, rendered = render_page(page, decision, targeting, served)

@@ -7,13 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from blocks.experiments import Allocation
 from blocks.rendering import BlockRenderer
 from cms_adapters.content_cache import ContentCache
 from delivery.auth import KeyRing
 from delivery.edge_keys import EdgeKeys
+from delivery.experiment_registry import ExperimentRegistry
 from profiles.audiences import AudienceCatalog
 from profiles.ingest import Ingestor
 from profiles.reader import BudgetedProfileReader
+from profiles.sticky import StickyBucketWriter
 from profiles.store import ProfileStore
 from scoring.exposures import ExposureLog
 from scoring.serving import ModelServer
@@ -40,6 +43,13 @@ class Services:
     default_analytics_consent: bool = True
     #: Signs the facts `audience` pages are keyed on at the edge; None: never `audience`.
     edge_keys: EdgeKeys | None = None
+    # -- experiments (issue 14) --
+    #: Site-wide experiment settings (the global holdout).
+    allocation: Allocation = field(default_factory=Allocation)
+    #: Saves visitors' experiment assignments (sticky buckets) in their profiles.
+    sticky: StickyBucketWriter | None = None
+    #: The experiments served so far, whose arms edge keys cover.
+    experiments: ExperimentRegistry = field(default_factory=ExperimentRegistry)
 
 
 @dataclass(frozen=True, slots=True)

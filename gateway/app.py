@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 
+from blocks.experiments import Allocation
 from blocks.rendering import BlockRenderer
 from cms_adapters.base import CMSAdapter
 from cms_adapters.cache_backend import close_cache, is_redis, open_cache
@@ -52,6 +53,7 @@ from profiles.ingest import ConsentDefaults, Ingestor
 from profiles.near_cache import NearCache, ProfileFeed
 from profiles.reader import BudgetedProfileReader
 from profiles.seed import seed_demo
+from profiles.sticky import StickyBucketWriter
 from profiles.store import PROFILES, ProfileStore
 from resolvers.extensions.query_cost import QueryLimits
 from resolvers.schema import build_schema
@@ -272,6 +274,17 @@ def create_app(
                     defer_while=reader.under_pressure,
                 )
             )
+            sticky = await stack.enter_async_context(
+                StickyBucketWriter(
+                    store.collection,
+                    clock=clock,
+                    consent={
+                        "analytics": settings.default_analytics_consent,
+                        "personalization": settings.default_personalization_consent,
+                    },
+                    max_queue=settings.sticky_bucket_queue_size,
+                )
+            )
             if settings.drift_interval_seconds:
                 await stack.enter_async_context(
                     DriftMonitor(
@@ -305,6 +318,8 @@ def create_app(
                 cold_start_epsilon=settings.cold_start_epsilon,
                 default_analytics_consent=settings.default_analytics_consent,
                 edge_keys=EdgeKeys(edge_secret),
+                allocation=Allocation(holdout=settings.experiments_holdout),
+                sticky=sticky,
             )
             persisted = None
             if settings.persisted_queries != "off":

@@ -1,4 +1,4 @@
-"""Command line: `python -m gateway serve | export-schema | lint | audiences import`."""
+"""Command line: `python -m gateway serve | export-schema | lint | audiences | experiments`."""
 
 from __future__ import annotations
 
@@ -89,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway.models_cli import add_models_commands
 
     add_models_commands(commands)
+    from gateway.experiments_cli import add_experiments_command
+
+    add_experiments_command(commands)
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result

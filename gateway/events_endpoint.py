@@ -237,4 +237,5 @@ def _edge_key(
         now=services.clock(),
         locale=None,
     )
-    return services.edge_keys.visitor_key(context)
+    arms = services.experiments.arms(context, services.allocation)
+    return services.edge_keys.visitor_key(context, arms)

@@ -164,6 +164,14 @@ class Settings(BaseSettings):
     rate_limit_events_key_burst: int = Field(default=10_000, ge=1)
     rate_limit_webhooks_ip_rate: float = Field(default=20.0, ge=0)
     rate_limit_webhooks_ip_burst: int = Field(default=200, ge=1)
+    # Experiments (issue 14).
+    experiments_holdout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Share of visitors in the global holdout: never in any experiment.",
+    )
+    sticky_bucket_queue_size: int = Field(default=10_000, ge=1)
 
     # Edge purge (issue 11): publish webhooks purge these edge caches by surrogate key.
     varnish_urls: str = Field(

@@ -65,6 +65,15 @@ async def ensure_indexes(
         [("visitorId", ASCENDING), ("ts", DESCENDING)], name="exposures_visitor"
     )
     await _ttl_index(database, EXPOSURES, "ts", EXPOSURES_TTL_INDEX, exposure_retention_days)
+    # An experiment's report reads its exposures, and the beacons that name it.
+    await exposures.create_index(
+        [("blocks.experiment", ASCENDING), ("ts", ASCENDING)],
+        name="exposures_experiment",
+        sparse=True,
+    )
+    await events.create_index(
+        [("properties.experiment", ASCENDING)], name="events_experiment", sparse=True
+    )
     # The per-block index of the old shape indexes nothing now but still costs every insert.
     if OLD_EXPOSURES_INDEX in await exposures.index_information():
         await exposures.drop_index(OLD_EXPOSURES_INDEX)

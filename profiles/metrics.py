@@ -27,3 +27,13 @@ EVENT_RECONCILE_FAILURES = Counter(
     "the reconciler keeps running.",
     ["error"],
 )
+STICKY_BUCKETS_WRITTEN = Counter(
+    "tessera_sticky_buckets_written",
+    "Sticky bucket documents (a visitor's experiment assignments) saved in profiles.",
+)
+STICKY_BUCKETS_DROPPED = Counter(
+    "tessera_sticky_buckets_dropped",
+    "Sticky bucket documents not saved: cause=queue_full, error or closed (the visitor is "
+    "assigned again by hash on their next page, the same arm unless the weights changed).",
+    ["cause"],
+)

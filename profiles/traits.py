@@ -352,6 +352,10 @@ def merge_profiles(
     doc["aliases"] = list(dict.fromkeys(aliases))
     if not doc.get("userId") and source.get("userId"):
         doc["userId"] = source["userId"]
+    # Experiment assignments of both identities follow the person (the target's win).
+    sticky = {**(source.get("stickyBuckets") or {}), **(doc.get("stickyBuckets") or {})}
+    if sticky:
+        doc["stickyBuckets"] = sticky
     bound(doc, now, half_life)
     doc["updatedAt"] = now
     doc["version"] = int(doc.get("version", 0)) + 1

@@ -59,6 +59,9 @@ class GdprMutation:
         if services.exposures is not None:
             # Exposures still queued here would otherwise be written after the erasure.
             await services.exposures.flush()
+        if services.sticky is not None:
+            # Likewise a queued experiment assignment, which would recreate the profile.
+            await services.sticky.flush()
         result = await erase_subject(services.store.collection.database, str(id), services.clock())
         return EraseResult(
             erased=int(result["erased"]),

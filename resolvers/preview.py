@@ -26,6 +26,12 @@ class ForcedVariantInput:
     variant_id: str
 
 
+@strawberry.input(description="Show one experiment variation (QA; never logged as an exposure).")
+class ForcedVariationInput:
+    experiment: str = strawberry.field(description="The experiment key.")
+    variation: int = strawberry.field(description="The variation index (0 is the control).")
+
+
 @strawberry.input(description="Preview the page as a simulated visitor (preview token required).")
 class PreviewInput:
     audiences: list[str] | None = strawberry.field(
@@ -41,6 +47,10 @@ class PreviewInput:
     )
     variants: list[ForcedVariantInput] | None = strawberry.field(
         default=None, description="Force these variants regardless of targeting."
+    )
+    experiments: list[ForcedVariationInput] | None = strawberry.field(
+        default=None,
+        description="Force these experiment variations, even in a draft experiment.",
     )
     drafts: bool = strawberry.field(
         default=True, description="Show unpublished content where the CMS has it."
@@ -61,6 +71,14 @@ class PreviewInput:
                     f"preview.variants[{index}].blockId: block {item.block_id!r} is forced twice"
                 )
             forced[item.block_id] = item.variant_id
+        variations: dict[str, int] = {}
+        for index, choice in enumerate(self.experiments or []):
+            if choice.experiment in variations:
+                raise BadUserInput(
+                    f"preview.experiments[{index}].experiment: experiment "
+                    f"{choice.experiment!r} is forced twice"
+                )
+            variations[choice.experiment] = choice.variation
         at = self.at
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
@@ -69,4 +87,5 @@ class PreviewInput:
             attributes=dict(self.attributes or {}),
             at=at,
             forced=forced,
+            variations=variations,
         )

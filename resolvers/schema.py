@@ -19,6 +19,7 @@ from delivery.errors import PublicError
 from resolvers.audiences_admin import AudienceMutation, AudienceQuery
 from resolvers.content_health import ContentHealthQuery
 from resolvers.events import EventMutation
+from resolvers.experiments import ExperimentQuery
 from resolvers.extensions.parse_cache import DOCUMENT_CACHE_SIZE, ParseCache
 from resolvers.extensions.query_cost import QueryLimits, query_cost
 from resolvers.gdpr import GdprMutation, GdprQuery
@@ -27,7 +28,9 @@ from resolvers.query import Query
 from resolvers.types import BLOCK_TYPES
 
 # Root types composed from one class per concern.
-RootQuery = merge_types("Query", (Query, AudienceQuery, ContentHealthQuery, GdprQuery))
+RootQuery = merge_types(
+    "Query", (Query, AudienceQuery, ContentHealthQuery, GdprQuery, ExperimentQuery)
+)
 RootMutation = merge_types("Mutation", (Mutation, AudienceMutation, EventMutation, GdprMutation))
 
 MAX_QUERY_TOKENS = 3000

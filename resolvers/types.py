@@ -16,16 +16,26 @@ from blocks.selection import Decision as DecisionRecord
 class Decision:
     variant_id: str
     reason: str = strawberry.field(
-        description="e.g. `audience:high_value`, `condition`, `priority`, `default`, "
-        "`score`, `explore`, `fallback:profile-unavailable`, `fallback:no-consent`, "
-        "`fallback:score-timeout`, `fallback:score-error`."
+        description="e.g. `experiment`, `experiment:winner`, `audience:high_value`, "
+        "`condition`, `priority`, `default`, `score`, `explore`, `preview:forced`, "
+        "`fallback:profile-unavailable`, `fallback:no-consent`, `fallback:score-timeout`, "
+        "`fallback:score-error`."
     )
     rule_id: str | None = strawberry.field(description="The rule that selected the variant.")
     score: float | None = strawberry.field(
         description="The model's score of the chosen variant, when a model ranked its tier."
     )
-    experiment: str | None = strawberry.field(description="Experiment key, if under test.")
-    bucket: str | None = strawberry.field(description="Experiment arm assigned.")
+    experiment: str | None = strawberry.field(
+        description="The key of the experiment that decided the block, if one did."
+    )
+    bucket: str | None = strawberry.field(
+        description="The experiment arm: its variation key (the variant id; for a "
+        "multivariate experiment the variant ids of its blocks joined by `+`)."
+    )
+    variation: int | None = strawberry.field(
+        description="The experiment variation's index (0 is the control). A client that "
+        "renders the block from an edge cache sends it back in a `block_view` event."
+    )
     propensity: float = strawberry.field(
         description="The probability the policy had of choosing this variant "
         "(1 when there was no choice; below 1 under exploration)."
@@ -44,6 +54,7 @@ class Decision:
             score=record.score,
             experiment=record.experiment,
             bucket=record.bucket,
+            variation=record.variation,
             propensity=record.propensity,
             model_version=record.model_version,
         )

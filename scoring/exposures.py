@@ -24,6 +24,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
 from blocks.context import TargetingContext
+from blocks.experiments import hash_attributes, unit_of
 from blocks.model import Page
 from blocks.selection import PageDecision, Scores
 from common import collections
@@ -67,18 +68,25 @@ def exposure_document(
                     "score": score,
                 }
             )
-        blocks.append(
-            {
-                "blockId": block.id,
-                "variantId": record.variant_id,
-                "reason": record.reason,
-                "ruleId": record.rule_id,
-                "score": record.score,
-                "propensity": record.propensity,
-                "modelVersion": record.model_version,
-                "candidates": candidates,
-            }
-        )
+        entry: dict[str, Any] = {
+            "blockId": block.id,
+            "variantId": record.variant_id,
+            "reason": record.reason,
+            "ruleId": record.rule_id,
+            "score": record.score,
+            "propensity": record.propensity,
+            "modelVersion": record.model_version,
+            "candidates": candidates,
+        }
+        if record.experiment is not None and record.in_experiment:
+            # An experiment exposure (issue 14): what `experiments/` analyses.
+            entry["experiment"] = record.experiment
+            entry["variation"] = record.variation
+            entry["bucket"] = record.bucket
+            experiment = page.experiment(record.experiment)
+            if experiment is not None:
+                entry["unit"] = unit_of(experiment, hash_attributes(context))
+        blocks.append(entry)
     # Fallback decisions name the model that timed out; only a page it scored names it here.
     model_version = (
         next((r.model_version for r in decision.decisions if r.model_version), None)

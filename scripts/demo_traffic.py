@@ -10,6 +10,13 @@ opens the `sale` page on a phone or a desktop, and clicks the `sale-cta`
 block with a hidden preference: phones answer the countdown, desktops the
 savings message. It prints which variants were served, their click rates and
 the model versions that chose them.
+
+The `sale-hero` block runs the experiment `sale-hero-headline`: each visitor
+the gateway enrolls sends the `block_view` beacon a frontend sends (the arm
+from `decision { experiment variation }`), sometimes clicks the hero, and
+buys with a hidden rate per arm (the deadline headline sells better). Then:
+
+    python -m gateway experiments report sale-hero-headline
 """
 
 from __future__ import annotations
@@ -24,19 +31,57 @@ from collections import Counter
 import httpx
 
 BLOCK = "sale-cta"
+HERO = "sale-hero"
+EXPERIMENT = "sale-hero-headline"
+#: The hidden purchase and hero-click rates of each arm of the experiment.
+BUY = {"default": 0.05, "deadline": 0.08}
+HERO_CLICK = {"default": 0.10, "deadline": 0.12}
 #: The hidden click probability of each variant, by device.
 PREFERENCES = {
     "MOBILE": {"alerts-plain": 0.03, "alerts-countdown": 0.15, "alerts-savings": 0.04},
     "DESKTOP": {"alerts-plain": 0.04, "alerts-countdown": 0.03, "alerts-savings": 0.13},
 }
 QUERY = """query($context: RequestContextInput) { page(slug: "sale", context: $context) {
-  blocks { blockId variantId decision { reason score propensity modelVersion } } } }"""
+  blocks { blockId variantId
+    decision { reason score propensity modelVersion experiment variation } }
+} }"""
+
+
+def _event(kind: str, visitor: str, **fields: object) -> dict[str, object]:
+    return {"type": kind, "eventId": uuid.uuid4().hex, "visitorId": visitor, **fields}
+
+
+def experiment_events(
+    visitor: str, hero: dict[str, object], rng: random.Random
+) -> tuple[list[dict[str, object]], str | None, bool]:
+    """A frontend's beacon, and maybe a hero click and a purchase, for an enrolled visitor."""
+    decision = hero["decision"]
+    assert isinstance(decision, dict)
+    if decision.get("experiment") != EXPERIMENT or decision.get("reason") != "experiment":
+        return [], None, False
+    arm = str(hero["variantId"])
+    events = [
+        _event(
+            "block_view",
+            visitor,
+            blockId=HERO,
+            variantId=arm,
+            properties={"experiment": EXPERIMENT, "variation": decision["variation"]},
+        )
+    ]
+    if rng.random() < HERO_CLICK[arm]:
+        events.append(_event("click", visitor, blockId=HERO, variantId=arm))
+    bought = rng.random() < BUY[arm]
+    if bought:
+        revenue = round(rng.uniform(40, 160), 2)
+        events.append(_event("purchase", visitor, properties={"revenue": revenue}))
+    return events, arm, bought
 
 
 async def visit(
     client: httpx.AsyncClient, key: str, rng: random.Random
-) -> tuple[str, str, bool, str]:
-    """One visitor: three page views, the sale page, maybe a click."""
+) -> tuple[str, str, bool, str, str | None, bool]:
+    """One visitor: three page views, the sale page, maybe a click (and the experiment's)."""
     visitor = f"demo-traffic-{uuid.uuid4().hex[:12]}"
     auth = {"Authorization": f"Bearer {key}"}
     views = [
@@ -54,16 +99,15 @@ async def visit(
     block = next(b for b in blocks if b["blockId"] == BLOCK)
     variant = block["variantId"]
     clicked = rng.random() < PREFERENCES[device].get(variant, 0.0)
+    events, arm, bought = experiment_events(
+        visitor, next(b for b in blocks if b["blockId"] == HERO), rng
+    )
     if clicked:
-        click = {
-            "type": "click",
-            "eventId": uuid.uuid4().hex,
-            "visitorId": visitor,
-            "blockId": BLOCK,
-            "variantId": variant,
-        }
-        (await client.post("/v1/events", json=[click], headers=auth)).raise_for_status()
-    return device, variant, clicked, block["decision"]["modelVersion"] or "no model"
+        events.append(_event("click", visitor, blockId=BLOCK, variantId=variant))
+    if events:
+        (await client.post("/v1/events", json=events, headers=auth)).raise_for_status()
+    model = block["decision"]["modelVersion"] or "no model"
+    return device, variant, clicked, model, arm, bought
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -71,17 +115,26 @@ async def main(args: argparse.Namespace) -> int:
     served: Counter[tuple[str, str]] = Counter()
     clicks: Counter[tuple[str, str]] = Counter()
     models: Counter[str] = Counter()
+    arms: Counter[str] = Counter()
+    buyers: Counter[str] = Counter()
     async with httpx.AsyncClient(base_url=args.url, timeout=10) as client:
         for _ in range(args.visitors):
-            device, variant, clicked, model = await visit(client, args.key, rng)
+            device, variant, clicked, model, arm, bought = await visit(client, args.key, rng)
             served[device, variant] += 1
             clicks[device, variant] += clicked
             models[model] += 1
+            if arm is not None:
+                arms[arm] += 1
+                buyers[arm] += bought
     for device, variant in sorted(served):
         n = served[device, variant]
         print(f"{device:8} {variant:18} served {n:5}  clicked {clicks[device, variant] / n:.3f}")
     total = sum(clicks.values()) / max(1, sum(served.values()))
     print(f"click rate {total:.3f}; chosen by {dict(models)}")
+    for arm in sorted(arms):
+        print(f"{EXPERIMENT} {arm:9} enrolled {arms[arm]:5}  bought {buyers[arm] / arms[arm]:.3f}")
+    if arms:
+        print(f"report: python -m gateway experiments report {EXPERIMENT}")
     return 0
 
 

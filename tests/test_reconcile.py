@@ -93,7 +93,9 @@ def failures(error: str) -> float:
     return REGISTRY.get_sample_value("tessera_event_reconcile_failures_total", labels) or 0.0
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool]], seconds: float = 20.0) -> None:
+async def wait_for(condition: Callable[[], Awaitable[bool]], seconds: float = 60.0) -> None:
+    # Generous: late in a full run the session's server (pure Python) is slow.
+    # The loop returns as soon as the condition holds.
     deadline = asyncio.get_running_loop().time() + seconds
     while not await condition():
         assert asyncio.get_running_loop().time() < deadline, f"timed out: {condition.__name__}"

@@ -463,6 +463,25 @@ def test_groups(condition: Any, attributes: Any, groups: Any, expected: bool) ->
     assert compile_condition(condition).matches(attributes, groups) is expected
 
 
+DOLLAR_ATTRIBUTES = [
+    pytest.param({"$foo": 1}, {"$foo": 1}, True, id="literal"),
+    pytest.param({"$foo": 1}, {"$foo": 2}, False, id="literal-differs"),
+    pytest.param({"$foo": {"$exists": False}}, {}, True, id="missing"),
+    pytest.param({"$groups": {"$elemMatch": {"$eq": "a"}}}, {"$groups": ["a"]}, True, id="groups"),
+    pytest.param({"$not": {"$groups": {"$in": ["x"]}}}, {"$groups": ["a"]}, True, id="not-groups"),
+]
+
+
+@pytest.mark.parametrize(("condition", "attributes", "expected"), DOLLAR_ATTRIBUTES)
+def test_a_dollar_key_that_is_no_operator_is_an_attribute(
+    condition: Any, attributes: Any, expected: bool
+) -> None:
+    # GrowthBook reads it as an attribute path; Tessera used to refuse it as an operator.
+    assert validate(condition) == []
+    assert evaluate(condition, attributes) is expected
+    assert evalCondition(attributes, condition) is expected
+
+
 def test_group_lists_are_growthbook_saved_groups() -> None:
     condition = {"id": {"$inGroup": "beta"}}
     assert evalCondition({"id": "u1"}, condition, {"beta": ["u1"]}) is True
@@ -541,7 +560,9 @@ PROBLEMS = [
     pytest.param({"a": {"$regx": "x"}}, "a.$regx", "did you mean '$regex'?", id="regx"),
     pytest.param({"a": {"$IN": [1]}}, "a.$IN", "did you mean '$in'?", id="case-typo"),
     pytest.param({"a": {"$zzzzzz": 1}}, "a.$zzzzzz", "unknown operator '$zzzzzz'", id="unknown"),
-    pytest.param({"$foo": 1}, "$foo", "unknown operator '$foo'", id="unknown-top-level"),
+    pytest.param({"$andd": []}, "$andd", "did you mean '$and'?", id="unknown-top-level"),
+    pytest.param({"$OR": []}, "$OR", "did you mean '$or'?", id="top-level-case"),
+    pytest.param({"$nto": {}}, "$nto", "did you mean '$not'?", id="top-level-typo"),
     pytest.param({"$in": [1]}, "$in", "must be applied to an attribute", id="value-op-top-level"),
     pytest.param(
         {"a": {"$or": []}}, "a.$or", "cannot be applied to an attribute", id="or-on-value"

@@ -255,3 +255,36 @@ async def test_the_event_beacon_mints_a_visitor_id_and_refreshes_the_edge_key(
     assert refreshed != given["tsr_ek"]
     present = {"X-Visitor-Id": visitor, "X-Tessera-Edge-Key": refreshed}
     assert (await get(client, OUTDOOR, present)).headers["x-tessera-cache-scope"] == "audience"
+
+
+SALE = (
+    'query { page(slug: "sale") { cacheScope blocks { blockId variantId '
+    "decision { experiment variation } } } }"
+)
+
+
+async def test_experiment_arms_are_part_of_the_edge_key(client: httpx.AsyncClient) -> None:
+    by_arm: dict[int, list[tuple[str, str]]] = {}
+    for n in range(40):
+        visitor = f"arm-{n}"
+        response = await get(client, SALE, {"X-Visitor-Id": visitor})
+        hero = next(
+            b for b in response.json()["data"]["page"]["blocks"] if b["blockId"] == "sale-hero"
+        )
+        if hero["decision"]["experiment"] is not None:
+            arm = hero["decision"]["variation"]
+            by_arm.setdefault(arm, []).append((visitor, cookies(response)["tsr_ek"]))
+    assert len(by_arm) >= 2, by_arm.keys()
+    keys = {arm: {key for _, key in members} for arm, members in by_arm.items()}
+    # Same facts, same arm: one key; another arm: another key.
+    assert all(len(arm_keys) == 1 for arm_keys in keys.values()), keys
+    assert len({next(iter(arm_keys)) for arm_keys in keys.values()}) == len(keys)
+    # A visitor presenting their own key gets the page shared under it; another arm's
+    # key is refused (private, with their own key handed back).
+    (visitor, own), *_ = by_arm[min(by_arm)]
+    other = next(iter(keys[max(by_arm)]))
+    shared = await get(client, SALE, {"X-Visitor-Id": visitor, "X-Tessera-Edge-Key": own})
+    assert shared.headers["x-tessera-cache-scope"] == "audience"
+    refused = await get(client, SALE, {"X-Visitor-Id": visitor, "X-Tessera-Edge-Key": other})
+    assert refused.headers["x-tessera-cache-scope"] == "private"
+    assert cookies(refused)["tsr_ek"] == own

@@ -71,7 +71,7 @@ VALID_PAGE: dict[str, Any] = {
                     "tags": ["seasonal"],
                     "weight": 0.5,
                     "ruleId": "vip-rule",
-                    "experiment": {"key": "hero-test"},
+                    "experiment": {"key": "hero-test", "variations": ["default", "vip"]},
                     "fields": {"heading": "Members first"},
                 },
             ],
@@ -116,6 +116,8 @@ def test_valid_page_parses_without_problems() -> None:
         end=datetime(2026, 12, 1, 5, 0, tzinfo=UTC),
     )
     assert dict(page.blocks[1].variants[0].fields) == {"radiusKm": 50, "nested": {"a": [1]}}
+    (experiment,) = page.experiments
+    assert (experiment.key, experiment.variation_keys) == ("hero-test", ("default", "vip"))
 
 
 def test_page_defaults() -> None:

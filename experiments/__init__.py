@@ -1,0 +1,1 @@
+"""Experiment analysis: exposures and events to honest statistics (never decides variants)."""
