@@ -109,7 +109,9 @@ class NodeServer:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise ServerError(f"{self.name} did not answer in {START_TIMEOUT} s:\n{self.tail()}")
+                raise ServerError(
+                    f"{self.name} did not answer in {START_TIMEOUT} s:\n{self.tail()}"
+                )
             time.sleep(0.25)
         self.startup_seconds = time.monotonic() - started
 
