@@ -132,7 +132,9 @@ class DirectusSite:
                 },
             )
         )
-        return [rev["data"] for row in rows for rev in row.get("revisions") or []]
+        data = [rev["data"] for row in rows for rev in row.get("revisions") or []]
+        # The Flow's own create/update revisions are there too; runs have `steps`.
+        return [run for run in data if isinstance(run, dict) and "steps" in run]
 
 
 def set_up(folder: Path) -> DirectusSite:
