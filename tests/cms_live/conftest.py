@@ -37,6 +37,8 @@ from tests.graphql_helpers import ADMIN_KEY, PUBLISHABLE_KEY
 
 #: How soon a CMS edit must be invalidated in Tessera (the issue's bound).
 WEBHOOK_DEADLINE = 1.0
+#: The purge sinks of the running gateways, so `restore` can wait for its own webhooks.
+SINKS: list[LoggingPurgeSink] = []
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +96,7 @@ class Tessera:
 async def serve_tessera(settings: Settings, clock: Clock, port: int) -> AsyncIterator[Tessera]:
     """Run the gateway under uvicorn on `port` until the generator is closed."""
     sink = LoggingPurgeSink()
+    SINKS.append(sink)
     application = create_app(settings, clock=clock, purge_sink=sink)
     config = uvicorn.Config(
         application, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
@@ -112,6 +115,7 @@ async def serve_tessera(settings: Settings, clock: Clock, port: int) -> AsyncIte
     finally:
         server.should_exit = True
         await task
+        SINKS.remove(sink)
 
 
 def live_settings(mongo_server: EmbeddedMongo, tmp: Path, **cms: Any) -> Settings:
@@ -171,10 +175,25 @@ async def strapi_tessera(
         yield tessera
 
 
+async def settle(quiet: float = 0.3, limit: float = 5.0) -> None:
+    """Wait until no webhook has reached any gateway for `quiet` seconds (at most `limit`)."""
+    started = last_change = time.monotonic()
+    seen = sum(len(sink.purged) for sink in SINKS)
+    while time.monotonic() - last_change < quiet and time.monotonic() - started < limit:
+        await asyncio.sleep(0.02)
+        now = sum(len(sink.purged) for sink in SINKS)
+        if now != seen:
+            seen, last_change = now, time.monotonic()
+
+
 @pytest.fixture
-def restore() -> Iterator[Callable[[Callable[[], Any]], None]]:
-    """Register undo steps; they run after the test, last first, even when it failed."""
+async def restore() -> AsyncIterator[Callable[[Callable[[], Any]], None]]:
+    """Register undo steps; they run after the test, last first, even when it failed.
+
+    Then it waits for the webhooks the undo caused, so the next test's purges are its own.
+    """
     steps: list[Callable[[], Any]] = []
     yield steps.append
     for step in reversed(steps):
         step()
+    await settle()

@@ -234,6 +234,10 @@ class StrapiServer(NodeServer):
                 "STRAPI_TELEMETRY_DISABLED": "true",
                 "STRAPI_DISABLE_UPDATE_NOTIFICATION": "true",
                 "BROWSER": "none",
+                # In production Strapi refuses webhook URLs on this machine ("isn't
+                # reachable over the public internet"); the guide says so. The tests'
+                # Tessera is on 127.0.0.1, so Strapi runs as a development server.
+                "NODE_ENV": "development",
             }
         )
 

@@ -80,7 +80,6 @@ class StrapiSite:
                     "url": url,
                     "headers": {"Authorization": f"Bearer {secret}"},
                     "events": list(WEBHOOK_EVENTS),
-                    "isEnabled": True,
                 },
             )
         )
