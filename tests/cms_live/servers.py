@@ -206,9 +206,10 @@ class StrapiServer(NodeServer):
     name = "strapi"
     health_path = "/_health"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, node_env: str = "development") -> None:
         super().__init__(folder)
         self.install, _ = ensure(STRAPI)
+        self.node_env = node_env
         self.secrets = {
             name: secrets.token_hex(16)
             for name in (
@@ -236,8 +237,9 @@ class StrapiServer(NodeServer):
                 "BROWSER": "none",
                 # In production Strapi refuses webhook URLs on this machine ("isn't
                 # reachable over the public internet"); the guide says so. The tests'
-                # Tessera is on 127.0.0.1, so Strapi runs as a development server.
-                "NODE_ENV": "development",
+                # Tessera is on 127.0.0.1, so Strapi runs as a development server
+                # (the benchmark, which needs no webhook, runs it in production).
+                "NODE_ENV": self.node_env,
             }
         )
 

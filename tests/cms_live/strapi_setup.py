@@ -86,9 +86,9 @@ class StrapiSite:
         self.webhook_id = str(data["id"])
 
 
-def set_up(folder: Path) -> StrapiSite:
+def set_up(folder: Path, node_env: str = "development") -> StrapiSite:
     """Start Strapi with Tessera's schema, then enter tokens, locale and content."""
-    server = StrapiServer(folder)
+    server = StrapiServer(folder, node_env)
     server.create_project()
     server.start()
     registered = ok(
