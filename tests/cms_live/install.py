@@ -1,4 +1,4 @@
-"""Install the live-test CMSs (Directus 11, Strapi 5) from npm into a cache folder.
+"""Install the live-test CMSs (Directus 11, Strapi 5) and CMS tools from npm into a cache folder.
 
 Each app's `package.json` and `package-lock.json` (beside this file) are
 installed with `npm ci` into `<cache>/<app>-<digest of the two files>`, so a
@@ -49,7 +49,9 @@ class NpmApp:
 
 DIRECTUS = NpmApp("directus", HERE / "directus_app")
 STRAPI = NpmApp("strapi", HERE / "strapi_app")
-APPS = (DIRECTUS, STRAPI)
+#: The vendors' own offline checkers: contentful-migration's parser, `sanity schema validate`.
+TOOLS = NpmApp("tools", HERE / "tools_app")
+APPS = (DIRECTUS, STRAPI, TOOLS)
 
 
 def cache_root() -> Path:
