@@ -1,10 +1,10 @@
 """Sanity over the HTTP query API: one GROQ query per page, references resolved by projection.
 
 A page is one `page` document found by `slug.current`; its `blocks` array
-references `tesseraBlock` documents (`->`; Sanity reserves the name `block`), whose `variants` are inline `variant`
-objects (schema: `cms_adapters/sanity/schema.js`, editor guide:
-docs/cms/sanity.md). Drafts come from `perspective=drafts`, which needs a
-token with read access.
+references `tesseraBlock` documents (`->`; Sanity reserves the name `block`),
+whose `variants` are inline `variant` objects (schema:
+`cms_adapters/sanity/schema.js`, editor guide: docs/cms/sanity.md). Drafts
+come from `perspective=drafts`, which needs a token with read access.
 """
 
 from __future__ import annotations
@@ -120,6 +120,10 @@ class SanityAdapter(HttpAdapter):
         if kind == "page" and isinstance(payload.get("slug"), str) and payload["slug"]:
             return ChangedKeys(pages=frozenset({payload["slug"]}))
         # `block` was the type's name before Sanity's schema validation refused it.
-        if kind in ("tesseraBlock", "block") and isinstance(payload.get("blockId"), str) and payload["blockId"]:
+        if (
+            kind in ("tesseraBlock", "block")
+            and isinstance(payload.get("blockId"), str)
+            and payload["blockId"]
+        ):
             return ChangedKeys(blocks=frozenset({payload["blockId"]}))
         return ChangedKeys(everything=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cms_adapters.base import ChangedKeys
+from cms_adapters.base import ChangedKeys, WebhookRequest
 from cms_adapters.directus import DirectusAdapter
 from cms_adapters.errors import MalformedContent
 from cms_adapters.strapi import StrapiAdapter
@@ -20,7 +20,7 @@ from tests.cms.vendors import SECRET, FakeDirectus, FakeStrapi, bearer_webhook
 REPO = Path(__file__).resolve().parents[2]
 
 
-def flow(collection: str, event: str, **fields: object) -> object:
+def flow(collection: str, event: str, **fields: object) -> WebhookRequest:
     """A Directus Flow's `{{$trigger}}` body."""
     return bearer_webhook(
         "/webhooks/directus",
@@ -135,7 +135,7 @@ async def test_blocks_follow_sort_then_creation_with_unsorted_rows_last(
     original = vendor._item
 
     def item(index: int, page: dict[str, object], status: str) -> dict[str, object]:
-        data = original(index, page, status)  # type: ignore[arg-type]
+        data = original(index, page, status)
         if page["slug"] == "home":
             blocks = data["blocks"]
             assert isinstance(blocks, list)

@@ -132,15 +132,22 @@ class NodeServer:
 
 
 class DirectusServer(NodeServer):
-    """Directus 11 on SQLite; `ADMIN_TOKEN` is the first admin's static token."""
+    """Directus 11 on SQLite; `ADMIN_TOKEN` is the first admin's static token.
+
+    As docs/cms/directus.md says, `IMPORT_IP_DENY_LIST` is narrowed to the cloud
+    metadata address: the default (0.0.0.0, every address of this host) makes a
+    Flow refuse to call a Tessera on this machine.
+    """
 
     name = "directus"
     health_path = "/server/health"
     cli_env = {"LOG_LEVEL": "info", "LOG_STYLE": "raw"}
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, deny_list: str | None = "169.254.169.254") -> None:
         super().__init__(folder)
         self.install, _ = ensure(DIRECTUS)
+        #: IMPORT_IP_DENY_LIST; None keeps Directus' default (every address of this host).
+        self.deny_list = deny_list
         self.admin_token = secrets.token_hex(16)
         self.key = secrets.token_hex(16)
         self.secret = secrets.token_hex(16)
@@ -152,28 +159,30 @@ class DirectusServer(NodeServer):
 
     def env(self) -> dict[str, str]:
         """SQLite in the folder, no telemetry, and Flows allowed to call 127.0.0.1."""
-        return _base_env() | {
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "PUBLIC_URL": self.url,
-            "DB_CLIENT": "sqlite3",
-            "DB_FILENAME": str(self.folder / "data.db"),
-            "KEY": self.key,
-            "SECRET": self.secret,
-            "ADMIN_EMAIL": ADMIN_EMAIL,
-            "ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "ADMIN_TOKEN": self.admin_token,
-            "STORAGE_LOCATIONS": "local",
-            "STORAGE_LOCAL_ROOT": str(self.folder / "uploads"),
-            "EXTENSIONS_PATH": str(self.folder / "extensions"),
-            "TELEMETRY": "false",
-            "LOG_LEVEL": "warn",
-            "CACHE_ENABLED": "false",
-            "RATE_LIMITER_ENABLED": "false",
-            # As docs/cms/directus.md says: the default list (0.0.0.0, i.e. every
-            # local address) makes a Flow refuse to call a Tessera on this machine.
-            "IMPORT_IP_DENY_LIST": "169.254.169.254",
-        }
+        deny = {} if self.deny_list is None else {"IMPORT_IP_DENY_LIST": self.deny_list}
+        return (
+            _base_env()
+            | deny
+            | {
+                "HOST": "127.0.0.1",
+                "PORT": str(self.port),
+                "PUBLIC_URL": self.url,
+                "DB_CLIENT": "sqlite3",
+                "DB_FILENAME": str(self.folder / "data.db"),
+                "KEY": self.key,
+                "SECRET": self.secret,
+                "ADMIN_EMAIL": ADMIN_EMAIL,
+                "ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "ADMIN_TOKEN": self.admin_token,
+                "STORAGE_LOCATIONS": "local",
+                "STORAGE_LOCAL_ROOT": str(self.folder / "uploads"),
+                "EXTENSIONS_PATH": str(self.folder / "extensions"),
+                "TELEMETRY": "false",
+                "LOG_LEVEL": "warn",
+                "CACHE_ENABLED": "false",
+                "RATE_LIMITER_ENABLED": "false",
+            }
+        )
 
     def command(self) -> list[str]:
         """`directus start`."""

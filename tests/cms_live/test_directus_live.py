@@ -7,16 +7,20 @@ Tessera resolves each one to exactly the page it changed, within a second.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.cms.vendors import SECRET
 from tests.cms_live.conftest import Tessera, settle
 from tests.cms_live.directus_setup import DirectusSite, create_page, delete_page, ok
+from tests.cms_live.servers import DirectusServer
 from tests.cms_live.site import SECOND_LOCALE
 from tests.graphql_helpers import PAGE_QUERY, graphql, variants
 
@@ -235,3 +239,39 @@ async def test_the_flow_body_is_the_trigger_with_only_the_changed_fields(
     assert sent, json.dumps(runs)[:2000]
     assert sent[0]["$trigger"]["keys"] == [str(about)]  # the key and the changed field only
     assert sent[0]["$last"]["data"] == {"invalidated": ["page:about"]}  # Tessera's answer
+
+
+async def test_with_the_default_deny_list_a_flow_cannot_reach_a_local_tessera(
+    tmp_path: Path, directus_tessera: Tessera
+) -> None:
+    """Why the guide sets IMPORT_IP_DENY_LIST: the save succeeds, only the Flow's log tells."""
+    server = DirectusServer(tmp_path / "directus-default", deny_list=None)
+    server.bootstrap()
+    server.apply_snapshot()
+    server.start()
+    try:
+        live = DirectusSite(
+            server,
+            httpx.Client(
+                base_url=server.url,
+                headers={"Authorization": f"Bearer {server.admin_token}"},
+                timeout=30,
+            ),
+            token="",
+            applies=[],
+        )
+        live.create_flow(f"{directus_tessera.url}/webhooks/directus", SECRET)
+        since = len(directus_tessera.sink.purged)
+        ok(live.admin.post("/items/pages", json={"slug": "denied", "title": "Denied"}))
+        for _ in range(100):
+            runs = live.flow_runs()
+            if runs:
+                break
+            await asyncio.sleep(0.05)
+        log = json.dumps(runs)
+        assert "resolves to a denied IP address" in log, log[:2000]
+        await settle()
+        assert directus_tessera.sink.purged[since:] == []  # Tessera never heard of it
+        live.admin.close()
+    finally:
+        server.stop()

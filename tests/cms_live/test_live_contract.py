@@ -61,11 +61,11 @@ async def test_preview_serves_drafts_and_published_stays_published(
         await contract.test_preview_serves_drafts_and_published_stays_published(adapter)
         return
     assert isinstance(vendor, LiveDirectus)
+    variant = {"variantId": "a", "fields": {"text": "Soon"}}
     page = {
         "title": "Spring (draft)",
-        "blocks": [{"blockId": "spring", "type": "banner", "variants": [{"variantId": "a"}]}],
+        "blocks": [{"blockId": "spring", "type": "banner", "variants": [variant]}],
     }
-    page["blocks"][0]["variants"][0]["fields"] = {"text": "Soon"}
     create_page(vendor.live, "spring", page, status="draft")
     try:
         assert (await adapter.fetch_page("spring", preview=True)).page.title == "Spring (draft)"

@@ -66,7 +66,7 @@ class LiveStrapi(FakeVendor):
     def __init__(self, live: StrapiSite) -> None:
         super().__init__()
         self.live = live
-        self.undo: list[Callable[[], None]] = []
+        self.undo: list[Callable[[], object]] = []
 
     def adapter(self) -> CMSAdapter:
         """An adapter with the token the guide gives Tessera (find and findOne on Page)."""
