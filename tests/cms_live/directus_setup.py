@@ -150,11 +150,16 @@ def set_up(folder: Path) -> DirectusSite:
     )
     token = secrets.token_hex(16)
     live = DirectusSite(server, admin, token, applies)
-    _policies(live)
-    _language(live)
-    _upload(live)
-    for slug, page in site().items():
-        _create_page(live, slug, page, status="published")
+    try:
+        _policies(live)
+        _language(live)
+        _upload(live)
+        for slug, page in site().items():
+            _create_page(live, slug, page, status="published")
+    except BaseException:
+        admin.close()
+        server.stop()  # a failed setup must not leave the server running
+        raise
     return live
 
 

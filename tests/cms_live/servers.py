@@ -8,6 +8,7 @@ tests. The CLI helpers run the same commands the guides give
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
@@ -38,6 +39,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, however it dies."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _base_env() -> dict[str, str]:
@@ -97,6 +103,7 @@ class NodeServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # never outlive the tests, even on SIGKILL
             )
         deadline = started + START_TIMEOUT
         while True:

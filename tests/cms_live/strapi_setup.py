@@ -91,46 +91,54 @@ def set_up(folder: Path, node_env: str = "development") -> StrapiSite:
     server = StrapiServer(folder, node_env)
     server.create_project()
     server.start()
-    registered = ok(
-        httpx.post(
-            f"{server.url}/admin/register-admin",
-            json={
-                "firstname": "Tessera",
-                "lastname": "Tests",
-                "email": ADMIN_EMAIL,
-                "password": ADMIN_PASSWORD,
-            },
+    try:
+        registered = ok(
+            httpx.post(
+                f"{server.url}/admin/register-admin",
+                json={
+                    "firstname": "Tessera",
+                    "lastname": "Tests",
+                    "email": ADMIN_EMAIL,
+                    "password": ADMIN_PASSWORD,
+                },
+                timeout=30,
+            )
+        )
+        admin = httpx.Client(
+            base_url=server.url,
+            headers={"Authorization": f"Bearer {registered['token']}"},
             timeout=30,
         )
-    )
-    admin = httpx.Client(
-        base_url=server.url,
-        headers={"Authorization": f"Bearer {registered['token']}"},
-        timeout=30,
-    )
-    ok(
-        admin.post(
-            "/i18n/locales",
-            json={"name": "German (Germany) (de-DE)", "code": SECOND_LOCALE, "isDefault": False},
+        ok(
+            admin.post(
+                "/i18n/locales",
+                json={
+                    "name": "German (Germany) (de-DE)",
+                    "code": SECOND_LOCALE,
+                    "isDefault": False,
+                },
+            )
         )
-    )
-    read = _token(admin, "Tessera", "custom", ["api::page.page.find", "api::page.page.findOne"])
-    write = _token(admin, "Tests (editor)", "full-access", [])
-    editor = httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {write}"}, timeout=30
-    )
-    live = StrapiSite(server, admin, editor, read)
-    upload = editor.post(
-        "/api/upload",
-        files={"files": ("hero.png", png(16, 9), "image/png")},
-        data={"fileInfo": '{"alternativeText": "Trail at dawn"}'},
-    )
-    assert upload.status_code < 300, upload.text[:2000]
-    live.image_id = int(upload.json()[0]["id"])  # the upload API answers a bare list
-    for slug, page in site().items():
-        create_page(live, slug, page)
-    # A draft edit of a published page: preview shows it, the published page does not.
-    live.update("home", {"title": "Home (draft)"}, status="draft")
+        read = _token(admin, "Tessera", "custom", ["api::page.page.find", "api::page.page.findOne"])
+        write = _token(admin, "Tests (editor)", "full-access", [])
+        editor = httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {write}"}, timeout=30
+        )
+        live = StrapiSite(server, admin, editor, read)
+        upload = editor.post(
+            "/api/upload",
+            files={"files": ("hero.png", png(16, 9), "image/png")},
+            data={"fileInfo": '{"alternativeText": "Trail at dawn"}'},
+        )
+        assert upload.status_code < 300, upload.text[:2000]
+        live.image_id = int(upload.json()[0]["id"])  # the upload API answers a bare list
+        for slug, page in site().items():
+            create_page(live, slug, page)
+        # A draft edit of a published page: preview shows it, the published page does not.
+        live.update("home", {"title": "Home (draft)"}, status="draft")
+    except BaseException:
+        server.stop()  # a failed setup must not leave the server running
+        raise
     return live
 
 
