@@ -39,6 +39,8 @@ from tests.graphql_helpers import ADMIN_KEY, PUBLISHABLE_KEY
 WEBHOOK_DEADLINE = 1.0
 #: The purge sinks of the running gateways, so `restore` can wait for its own webhooks.
 SINKS: list[LoggingPurgeSink] = []
+#: Seconds from a CMS save to Tessera's purge, per checked edit (printed at the end).
+LATENCIES: list[tuple[str, float]] = []
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +87,9 @@ class Tessera:
         while True:
             purges = self.sink.purged[since:]
             if expected in purges:
-                return time.monotonic() - started, purges
+                elapsed = time.monotonic() - started
+                LATENCIES.append((" ".join(expected), elapsed))
+                return elapsed, purges
             broad = [keys for keys in purges if any(k.startswith("cms:") for k in keys)]
             assert not broad, f"invalidated everything: {purges}"
             elapsed = time.monotonic() - started
@@ -173,6 +177,17 @@ async def strapi_tessera(
     async for tessera in serve_tessera(settings, Clock(), port):
         strapi_site.create_webhook(f"{tessera.url}/webhooks/strapi", SECRET)
         yield tessera
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Report how fast the CMSs' webhooks invalidated pages in Tessera."""
+    if LATENCIES:
+        worst = max(seconds for _, seconds in LATENCIES)
+        median = sorted(seconds for _, seconds in LATENCIES)[len(LATENCIES) // 2]
+        terminalreporter.write_line(
+            f"live CMS webhooks: save -> Tessera purge in {median * 1000:.0f} ms (median), "
+            f"{worst * 1000:.0f} ms (worst) over {len(LATENCIES)} edits"
+        )
 
 
 async def settle(quiet: float = 0.3, limit: float = 5.0) -> None:
