@@ -105,7 +105,7 @@ async def test_blocks_keep_a_deterministic_order(
         )
     )
     assert [row["sort"] for row in rows] == [None, None, None]  # what the API leaves
-    order = [b["id"] for b in (await page(directus_tessera, "ordered", v="v-o"))["blocks"]]
+    order = [b["blockId"] for b in (await page(directus_tessera, "ordered", v="v-o"))["blocks"]]
     assert order == ["ordered-one", "ordered-two", "ordered-three"]  # as added
     # An editor drags "three" first: rows with a sort come first, the rest as added.
     await settle()
@@ -114,7 +114,7 @@ async def test_blocks_keep_a_deterministic_order(
     directus_site.update("pages_blocks", junctions[1], {"sort": 2})
     await directus_tessera.wait_for_purge(["page:ordered"], since)
     await settle()
-    order = [b["id"] for b in (await page(directus_tessera, "ordered", v="v-o"))["blocks"]]
+    order = [b["blockId"] for b in (await page(directus_tessera, "ordered", v="v-o"))["blocks"]]
     assert order == ["ordered-three", "ordered-two", "ordered-one"]
 
 

@@ -172,13 +172,15 @@ async def test_a_new_block_shows_after_publishing(
             },
         ],
     }
-    assert [b["id"] for b in (await page(strapi_tessera, "outdoor", "v-o"))["blocks"]] == ["grid"]
+    assert [b["blockId"] for b in (await page(strapi_tessera, "outdoor", "v-o"))["blocks"]] == [
+        "grid"
+    ]
     await settle()  # the setup's own webhooks first
     since = len(strapi_tessera.sink.purged)
     strapi_site.update("outdoor", {"blocks": blocks_of(extra, None, None)})
     restore(lambda: strapi_site.update("outdoor", {"blocks": blocks_of(_outdoor(), None, None)}))
     await strapi_tessera.wait_for_purge(["page:outdoor"], since)
-    order = [b["id"] for b in (await page(strapi_tessera, "outdoor", "v-o"))["blocks"]]
+    order = [b["blockId"] for b in (await page(strapi_tessera, "outdoor", "v-o"))["blocks"]]
     assert order == ["grid", "tents"]
 
 
