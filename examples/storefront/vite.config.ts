@@ -19,6 +19,21 @@ export default defineConfig({
   plugins: [react()],
   // Two dev servers of one checkout (the tests run two) each need their own.
   cacheDir: process.env.VITE_CACHE_DIR ?? "node_modules/.vite",
+  // Pre-bundled at start: a dependency found only while a page loads would
+  // make the dev server reload that page.
+  optimizeDeps: {
+    include: [
+      "react",
+      "react-dom/client",
+      "react/jsx-dev-runtime",
+      "react-router",
+      "@apollo/client",
+      "@apollo/client/react",
+      "@apollo/client/link/persisted-queries",
+      "@graphql-tools/documents",
+      "graphql",
+    ],
+  },
   server: {
     host: process.env.HOST ?? "127.0.0.1",
     port: Number(process.env.STOREFRONT_PORT ?? 5173),

@@ -206,6 +206,7 @@ async function clickAndViews() {
     await page.mouse.wheel(0, -4000);
     await page.waitForTimeout(300);
   }
+  const home = await pageState(page);
   const block = page.locator('[data-block-id="home-products"]');
   const variantId = await block.getAttribute("data-variant-id");
   await block.getByRole("link", { name: "Ridgeline 2P Tent" }).click();
@@ -215,7 +216,7 @@ async function clickAndViews() {
     visitorId: id,
     cookie: await cookie(context, "tsr_vid"),
     clickedVariant: variantId,
-    homeBlocks: (await pageState(page).catch(() => ({ blocks: [] }))).blocks.length,
+    homeBlocks: home.blocks.map((b) => [b.blockId, b.variantId]),
     events: events.map((e) => ({
       type: e.type,
       blockId: e.blockId ?? null,
