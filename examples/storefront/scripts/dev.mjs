@@ -9,7 +9,8 @@
 //   STOREFRONT_PORT  the app's port (5173)
 //   TESSERA_PORT     the gateway's port (8000)
 //   TESSERA_URL      use a gateway (or a Varnish in front of one) that already
-//                    runs there, and start none
+//                    runs there, and start none (also done when a gateway
+//                    already answers on TESSERA_PORT, e.g. the quick start's)
 //   TESSERA_PYTHON   the Python that has Tessera installed
 //   VITE_TESSERA_PUBLISHABLE_KEY  the key the app sends (pk_storefront); it is
 //                    added to the gateway's PUBLISHABLE_KEYS
@@ -46,8 +47,37 @@ async function ready(url, child, seconds = 120) {
   throw new Error(`${url}/readyz did not answer 200 within ${seconds} s`);
 }
 
+async function answers(url) {
+  try {
+    return (await fetch(`${url}/readyz`)).ok;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the gateway takes the app's key: an empty batch is a 400 with a good key, 401 without. */
+async function checkKey(url) {
+  const response = await fetch(`${url}/v1/events`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+    body: "[]",
+  }).catch(() => undefined);
+  if (response?.status === 401 || response?.status === 403) {
+    console.warn(
+      `The gateway at ${url} refuses the key ${key}: pages work, events are refused.\n` +
+        `Restart it with PUBLISHABLE_KEYS=${key} (or stop it, and this command starts one).`,
+    );
+  }
+}
+
 let gateway;
 let target = process.env.TESSERA_URL;
+if (!target) {
+  const port = process.env.TESSERA_PORT || "8000";
+  const running = `http://127.0.0.1:${port}`;
+  // A gateway already started by the README's quick start: use it rather than fail on its port.
+  if (await answers(running)) target = running;
+}
 if (!target) {
   const port = process.env.TESSERA_PORT || "8000";
   target = `http://127.0.0.1:${port}`;
@@ -86,6 +116,7 @@ gateway?.on("exit", (code, signal) => {
 
 try {
   await ready(target, gateway);
+  if (!gateway) await checkKey(target);
   process.env.TESSERA_URL = target;
   const { createServer } = await import("vite");
   server = await createServer({ root: app, configFile: join(app, "vite.config.ts") });
