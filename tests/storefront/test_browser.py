@@ -43,10 +43,24 @@ def test_after_add_to_cart_leaving_and_coming_back_shows_the_cart_reminder(
     assert seen["hero"] == "You left something behind"
     assert hero_of(seen["state"])["reason"] == "audience:cart_abandoner"
     assert seen["cartCount"] == "1"
-    profile = dev_stack.export(seen["visitorId"])["profiles"][0]
-    assert profile["cart"]["lines"] == [
-        {"productId": "TENT-2P", "quantity": 1, "price": 329.0, "category": "outdoor"}
-    ]
+    held = dev_stack.export(seen["visitorId"])
+    (added,) = [e for e in held["events"] if e["type"] == "add_to_cart"]
+    assert (added["blockId"], added["variantId"]) == ("product-tent-2p-detail", "default")
+    assert added["properties"] | {"pageViewId": ""} == {
+        "productId": "TENT-2P",
+        "price": 329.0,
+        "quantity": 1,
+        "category": "outdoor",
+        "currency": "USD",
+        "pageViewId": "",
+    }
+    # Then the visitor bought it from the cart page: one order, an empty cart.
+    assert seen["countAfterPurchase"] == "0"
+    (purchase,) = [e for e in held["events"] if e["type"] == "purchase"]
+    assert purchase["properties"]["revenue"] == 329.0
+    profile = held["profiles"][0]
+    assert (profile["traits"]["orders"], profile["traits"]["ltv"]) == (1, 329.0)
+    assert profile["cart"]["items"] == 0
 
 
 def test_a_visitor_from_germany_sees_the_dach_banner(report: dict[str, Any]) -> None:

@@ -151,6 +151,11 @@ async function cartReturn() {
     visitorId: await visitorId(page),
     screenshot: await shot(page, "returning-cart"),
   };
+  // And buys: the purchase empties the cart.
+  await page.locator("[data-testid=cart-link]").click();
+  await page.locator("[data-testid=place-order]").click();
+  await page.locator("[data-testid=ordered]").waitFor();
+  result.countAfterPurchase = (await page.locator("[data-testid=cart-count]").textContent())?.trim();
   await context.close();
   return result;
 }
