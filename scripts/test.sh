@@ -6,11 +6,14 @@ cd "$(dirname "$0")/.."
 
 # Real servers the tests start on free ports (Debian packages): redis-server for
 # the content cache's Redis tests, Varnish 7 with varnish-modules (xkey) for
-# the edge tests (tests/edge/; varnishd lives in /usr/sbin).
+# the edge tests (tests/edge/; varnishd lives in /usr/sbin), and a browser.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 PATH="$PATH:/usr/sbin" command -v varnishd >/dev/null 2>&1 || missing+=(varnish)
 dpkg -s varnish-modules >/dev/null 2>&1 || missing+=(varnish-modules)
+# Debian's Chromium for the storefront's browser tests (tests/storefront/):
+# Playwright drives /usr/bin/chromium and never downloads a browser.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
