@@ -14,6 +14,7 @@ left behind is stopped before a new one starts on its storage.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -266,8 +267,6 @@ def claim_storage(storage: Path, *, stop_timeout: float = 15.0) -> None:
 @contextlib.asynccontextmanager
 async def database_uri(settings: Settings) -> AsyncIterator[str]:
     """For the CLI tools: MONGODB_URI, a running `serve`'s embedded server, or their own."""
-    import asyncio
-
     if settings.mongodb_uri is not None:
         yield settings.mongodb_uri.get_secret_value()
         return
