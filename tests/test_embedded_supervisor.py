@@ -121,3 +121,30 @@ def test_flushing_services_share_one_shutdown_budget() -> None:
     assert budget.remaining() == 0.0
     budget.start()  # starting again changes nothing
     assert budget.remaining() == 0.0
+
+
+async def test_an_app_without_mongodb_uri_supervises_an_embedded_server_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # `uvicorn --factory gateway.app:create_app` without `serve`: the lifespan owns it.
+    settings = Settings(mongodb_uri=None, state_dir=tmp_path / "state", profile_budget_ms=500)
+    app = create_app(settings, clock=Clock())
+    storage = tmp_path / "state" / "mongo"
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            health = await client.get("/healthz")
+            assert health.json() == {
+                "status": "ok",
+                "embeddedDatabase": {"state": "running", "restarts": 0},
+            }
+            assert (await client.get("/readyz")).status_code == 200
+            advert = Advert.read(storage)
+            assert advert is not None
+            assert advert.owner == os.getpid()
+            server = advert.server
+            assert server is not None
+    # Stopped with the app (after its services flushed), its advert gone.
+    assert Advert.read(storage) is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(server, 0)
