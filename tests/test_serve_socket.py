@@ -36,6 +36,9 @@ def processes_mentioning(text: str) -> list[int]:
 class Served:
     """`python -m gateway serve` in a process group (and session) of its own."""
 
+    #: Every gateway started, so a fixture can kill those a failed test left running.
+    started: list[subprocess.Popen[bytes]] = []
+
     def __init__(
         self,
         state_dir: Path,
@@ -63,6 +66,7 @@ class Served:
                 # Its own process group: a test can signal the group, as a terminal's Ctrl+C.
                 start_new_session=True,
             )
+        Served.started.append(self.process)
         if ready:
             self.wait_ready()
 
@@ -119,11 +123,21 @@ def wait_gone(pid: int, timeout: float = 30) -> bool:
     return True
 
 
+def kill_leftovers(tmp_path: Path) -> None:
+    """Kill what a failed test left running: its gateways' process groups, its servers."""
+    while Served.started:
+        process = Served.started.pop()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    for pid in processes_mentioning(str(tmp_path)):
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "state"
-    for pid in processes_mentioning(str(tmp_path)):
-        os.kill(pid, signal.SIGKILL)
+    kill_leftovers(tmp_path)
 
 
 def test_serve_on_embedded_defaults_and_keep_data_across_restarts(state_dir: Path) -> None:

@@ -18,7 +18,7 @@ from pymongo import MongoClient
 
 from gateway.embedded_mongo import EmbeddedMongo, free_port
 from tests.graphql_helpers import INGEST, PAGE_QUERY, variants
-from tests.test_serve_socket import Served, alive, processes_mentioning, wait_gone
+from tests.test_serve_socket import Served, alive, kill_leftovers, processes_mentioning, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +28,7 @@ VISITOR_QUERY = "{ visitor { audiences traits } }"
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "state"
-    for pid in processes_mentioning(str(tmp_path)):
-        os.kill(pid, signal.SIGKILL)
+    kill_leftovers(tmp_path)
 
 
 def page(url: str, visitor: str) -> dict:
