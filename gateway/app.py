@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
@@ -31,17 +32,19 @@ from cms_adapters.purge import (
     FastlyPurgeSink,
     VarnishPurgeSink,
 )
+from common.service import ShutdownBudget
 from delivery.edge_keys import EdgeKeys, edge_secret_from
 from delivery.services import IngestLimits, Services
 from gateway.body_limit import BodyLimit
 from gateway.cors import cors_policy, with_cors
 from gateway.database import open_database
+from gateway.embedded_supervisor import EmbeddedHealth, EmbeddedSupervisor
 from gateway.events_endpoint import events_endpoint
 from gateway.graphql_endpoint import EdgeOptions, GraphQLEndpoint
 from gateway.last_resort import LastResort
 from gateway.metrics import metrics_endpoint
 from gateway.observability import telemetry_middleware
-from gateway.persisted_queries import PersistedQueries, SharedQueryStore, load_manifest
+from gateway.persisted_queries import PersistedQueries, SharedQueryStore, configured_manifest
 from gateway.ratelimit import RateLimiter, RateLimitMiddleware, RateLimitPolicy
 from gateway.response_cache import ResponseCache
 from gateway.settings import DEMO_DIR, Settings
@@ -170,8 +173,14 @@ def create_app(
     adapter: CMSAdapter | None = None,
     clock: Callable[[], datetime] = utc_now,
     purge_sink: PurgeSink | None = None,
+    embedded: EmbeddedHealth | None = None,
 ) -> Starlette:
-    """Build the gateway; shared clients open in its lifespan."""
+    """Build the gateway; shared clients open in its lifespan.
+
+    `embedded` reports on the embedded database `serve` runs for this app
+    (`/healthz` shows its state). Without it and without `MONGODB_URI`, the
+    lifespan runs and supervises an embedded server of its own.
+    """
     settings = settings or Settings()
     # Shares Redis with the content cache when CACHE_URL names one, so replicas share budgets.
     limiter = RateLimiter(
@@ -181,10 +190,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        # Queued events, exposures and sticky buckets: flushed within it, one after another.
+        shutdown = ShutdownBudget(settings.flush_seconds)
         async with AsyncExitStack() as stack:
             # Entered in order, closed in reverse: the database closes last, after every
             # service has flushed what it holds (events, exposures).
-            database = await stack.enter_async_context(open_database(settings, app=True))
+            health, db_settings = embedded, settings
+            if settings.mongodb_uri is None:
+                supervisor = await stack.enter_async_context(
+                    EmbeddedSupervisor(settings.state_dir / "mongo")
+                )
+                health = supervisor
+                db_settings = settings.model_copy(update={"mongodb_uri": SecretStr(supervisor.uri)})
+            database = await stack.enter_async_context(open_database(db_settings, app=True))
             client = database.client
             store = ProfileStore(database)
             repository = AudienceRepository(database)
@@ -220,6 +238,7 @@ def create_app(
                     ),
                     window=settings.event_commit_window_ms / 1000.0,
                     on_profile=near_cache.update,
+                    close_timeout=shutdown.remaining,
                 )
             )
             await stack.enter_async_context(limiter)
@@ -272,6 +291,7 @@ def create_app(
                     max_queue=settings.exposure_queue_size,
                     batch_size=settings.exposure_batch_size,
                     defer_while=reader.under_pressure,
+                    close_timeout=shutdown.remaining,
                 )
             )
             sticky = await stack.enter_async_context(
@@ -283,6 +303,7 @@ def create_app(
                         "personalization": settings.default_personalization_consent,
                     },
                     max_queue=settings.sticky_bucket_queue_size,
+                    close_timeout=shutdown.remaining,
                 )
             )
             if settings.drift_interval_seconds:
@@ -331,12 +352,15 @@ def create_app(
             app.state.services = services
             app.state.mongo = client
             app.state.invalidator = invalidator
+            # Closed first: from here on the flushing services share one time budget.
+            stack.callback(shutdown.start)
             yield {
                 "services": services,
                 "mongo": client,
                 "invalidator": invalidator,
                 "persisted_queries": persisted,
                 "cookies": cookies,
+                "embedded": health,
             }
 
     cors = cors_policy(settings.cors_origins)
@@ -349,13 +373,7 @@ def create_app(
         max_cost=settings.max_query_cost,
     )
     # Read before serving: a bad manifest stops the gateway with the setting's name.
-    manifest = (
-        load_manifest(settings.persisted_queries_manifest)
-        if settings.persisted_queries_manifest is not None
-        else None
-    )
-    if settings.persisted_queries == "trusted" and not manifest:
-        raise ValueError("PERSISTED_QUERIES=trusted needs PERSISTED_QUERIES_MANIFEST")
+    manifest = configured_manifest(settings.persisted_queries, settings.persisted_queries_manifest)
     response_cache = (
         ResponseCache(maxsize=settings.response_cache_size)
         if settings.response_cache_size
@@ -379,7 +397,17 @@ def create_app(
     )
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        # Answering at all says the process and its event loop work; with an embedded
+        # database, its supervision state too (liveness: a failed one needs a restart).
+        health: EmbeddedHealth | None = getattr(request.state, "embedded", None)
+        if health is None:
+            return JSONResponse({"status": "ok"})
+        status = health.status()
+        if not status.healthy:
+            return JSONResponse(
+                {"status": "failing", "embeddedDatabase": status.as_json()}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "embeddedDatabase": status.as_json()})
 
     async def readyz(request: Request) -> Response:
         client: AsyncMongoClient[dict[str, Any]] = request.state.mongo

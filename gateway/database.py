@@ -2,8 +2,9 @@
 
 `MONGODB_URI` when it is set; otherwise the embedded SecantusDB server: the
 one a running `serve` advertises under `STATE_DIR`, else a server of the
-caller's own (advertised, when the caller is the app, so the CLI can share
-it). The driver is `pymongo`'s async API with timezone-aware datetimes.
+caller's own for as long as it needs it. (The app's own embedded server is
+started and supervised by `serve`, or by the lifespan, which then passes its
+URI here.) The driver is `pymongo`'s async API with timezone-aware datetimes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ SERVER_SELECTION_MS = 2000
 @asynccontextmanager
 async def open_database(settings: Settings, *, app: bool = False) -> AsyncIterator[Database]:
     """The configured database (its client is `database.client`), closed on exit."""
-    async with database_uri(settings, advertise=app) as uri:
+    async with database_uri(settings) as uri:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri,
             tz_aware=True,

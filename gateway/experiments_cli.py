@@ -21,14 +21,17 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import PyMongoError
 
 from blocks.experiment_spec import KEY_PATTERN
 from cms_adapters.errors import CMSError
-from experiments.analysis import Report
 from experiments.errors import ExperimentNotFound
+
+if TYPE_CHECKING:
+    # SciPy and statsmodels: imported when a report runs, not by every CLI command.
+    from experiments.analysis import Report
 
 
 def _key(value: str) -> str:

@@ -155,6 +155,14 @@ def _manifest_key(path: Path, key: str) -> str:
     return bare.lower()
 
 
+def configured_manifest(mode: Mode, path: Path | None) -> dict[str, str] | None:
+    """The manifest `PERSISTED_QUERIES_MANIFEST` names, read now: a bad one stops start-up."""
+    manifest = load_manifest(path) if path is not None else None
+    if mode == "trusted" and not manifest:
+        raise ValueError("PERSISTED_QUERIES=trusted needs PERSISTED_QUERIES_MANIFEST")
+    return manifest
+
+
 class PersistedQueries:
     """Turn a request's `query` and `extensions` into the query to execute."""
 

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     profile_cache_mb: float = Field(default=64.0, ge=0)
     profile_read_concurrency: int = Field(default=32, ge=1)
     state_dir: Path = Field(default_factory=_default_state_dir)
+    shutdown_timeout: float = Field(
+        default=20.0,
+        ge=2,
+        description="Seconds stopping may take: requests in flight, then flushing queues.",
+    )
     seed_demo: bool = True
     audience_refresh_seconds: float = Field(default=30.0, gt=0)
     response_cache_size: int = Field(default=4096, ge=0)
@@ -209,6 +214,16 @@ class Settings(BaseSettings):
         if self.otel_traces_enabled is not None:
             return self.otel_traces_enabled
         return bool(self.otel_exporter_otlp_endpoint)
+
+    @property
+    def drain_seconds(self) -> int:
+        """How long `serve` lets requests in flight finish at shutdown (a quarter)."""
+        return max(1, round(self.shutdown_timeout / 4))
+
+    @property
+    def flush_seconds(self) -> float:
+        """How long the services may then flush their queues (the rest, shared)."""
+        return self.shutdown_timeout - self.drain_seconds
 
     @property
     def profile_budget(self) -> float:

@@ -49,6 +49,22 @@ _trace_api: Any = None
 SpanDetails = Callable[[Scope], tuple[str, dict[str, str]]]
 
 
+def require_tracing(settings: Settings) -> None:
+    """Raise `TracingUnavailable` if tracing is asked for and the `otel` extra is missing."""
+    if not settings.tracing_enabled:
+        return
+    try:
+        import opentelemetry.instrumentation.asgi
+        import opentelemetry.instrumentation.httpx
+        import opentelemetry.instrumentation.pymongo
+        import opentelemetry.trace  # noqa: F401
+    except ImportError as exc:
+        raise TracingUnavailable(
+            "OTEL_TRACES_ENABLED/OTEL_EXPORTER_OTLP_ENDPOINT ask for tracing, but the "
+            f"OpenTelemetry packages are not installed ({exc.name or exc}): {INSTALL_HINT}"
+        ) from None
+
+
 def tracing_middleware(settings: Settings, span_details: SpanDetails) -> list[Middleware]:
     """The ASGI tracing middleware when tracing is on (instrumenting pymongo and httpx too).
 
@@ -57,16 +73,12 @@ def tracing_middleware(settings: Settings, span_details: SpanDetails) -> list[Mi
     global _trace_api
     if not settings.tracing_enabled:
         return []
-    try:
-        from opentelemetry import trace
-        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-        from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
-    except ImportError as exc:
-        raise TracingUnavailable(
-            "OTEL_TRACES_ENABLED/OTEL_EXPORTER_OTLP_ENDPOINT ask for tracing, but the "
-            f"OpenTelemetry packages are not installed ({exc.name or exc}): {INSTALL_HINT}"
-        ) from None
+    require_tracing(settings)
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+
     _trace_api = trace
     provider = tracer_provider(settings)
     # Both register process-wide hooks; instrumenting twice (a second app) is a no-op.

@@ -57,7 +57,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from common.service import Service, cancel
+from common.service import Service, Timeout, cancel, seconds
 from profiles.events import EventType
 from profiles.identity import finish_merge, link, redirect
 from profiles.indexes import CONSENT_LOG, EVENTS, PENDING
@@ -210,7 +210,7 @@ class Ingestor(Service):
         retry_after: int = 2,
         reconcile_every: float = 30.0,
         submit_timeout: float = 2.0,
-        close_timeout: float = 10.0,
+        close_timeout: Timeout = 10.0,
         on_profile: Callable[[Doc], None] | None = None,
     ) -> None:
         self.database = database
@@ -325,10 +325,11 @@ class Ingestor(Service):
         """
         if self._task is None:
             return
+        timeout = seconds(self.close_timeout)
         try:
-            await asyncio.wait_for(self._queue.join(), self.close_timeout)
+            await asyncio.wait_for(self._queue.join(), timeout)
         except TimeoutError:
-            logger.error("event commits did not finish in %.0f s; stopping", self.close_timeout)
+            logger.error("event commits did not finish in %.1f s; stopping", timeout)
         for task in (self._task, self._reconciler):
             await cancel(task)
         self._task = self._reconciler = None

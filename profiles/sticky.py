@@ -29,7 +29,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
-from common.service import Service, cancel
+from common.service import Service, Timeout, cancel, seconds
 from profiles.metrics import STICKY_BUCKETS_DROPPED, STICKY_BUCKETS_WRITTEN
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class StickyBucketWriter(Service):
         clock: Callable[[], datetime],
         consent: Mapping[str, Any] | None = None,
         max_queue: int = 10_000,
-        close_timeout: float = 5.0,
+        close_timeout: Timeout = 5.0,
     ) -> None:
         self._profiles = profiles
         self._clock = clock
@@ -125,7 +125,7 @@ class StickyBucketWriter(Service):
         if self._task is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.flush(), self._close_timeout)
+            await asyncio.wait_for(self.flush(), seconds(self._close_timeout))
         await cancel(self._task)
         self._task = None
 

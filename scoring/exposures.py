@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -28,7 +29,7 @@ from blocks.experiments import hash_attributes, unit_of
 from blocks.model import Page
 from blocks.selection import PageDecision, Scores
 from common import collections
-from common.service import Service, cancel
+from common.service import Service, Timeout, cancel, seconds
 from scoring.features import Snapshot, visitor_snapshot
 from scoring.metrics import EXPOSURE_WRITES_DEFERRED, EXPOSURES_DROPPED, EXPOSURES_LOGGED
 
@@ -136,7 +137,7 @@ class ExposureLog(Service):
         flush_interval: float = 0.25,
         defer_while: Callable[[], bool] | None = None,
         max_defer: float = 5.0,
-        close_timeout: float = 10.0,
+        close_timeout: Timeout = 10.0,
     ) -> None:
         self._collection = collection
         self._close_timeout = close_timeout
@@ -185,9 +186,12 @@ class ExposureLog(Service):
         self._closing.set()
         if self._task is None:
             return
+        timeout = seconds(self._close_timeout)
+        queued = self._queue.qsize()
+        started = time.monotonic()
         if not self._task.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.flush(), self._close_timeout)
+                await asyncio.wait_for(self.flush(), timeout)
         await cancel(self._task)
         self._task = None
         # A batch cut off mid-write may be partly stored: it is counted as dropped.
@@ -205,7 +209,13 @@ class ExposureLog(Service):
             logger.warning(
                 "exposures dropped at shutdown: %d page documents not written in %.1f s",
                 unwritten,
-                self._close_timeout,
+                timeout,
+            )
+        elif queued:
+            logger.info(
+                "exposures flushed at shutdown: %d queued page documents handled in %.1f s",
+                queued,
+                time.monotonic() - started,
             )
 
     async def _run(self) -> None:
