@@ -123,9 +123,10 @@ def wait_gone(pid: int, timeout: float = 30) -> bool:
     return True
 
 
-def kill_leftovers(tmp_path: Path) -> None:
-    """Kill what a failed test left running: its gateways' process groups, its servers."""
-    while Served.started:
+def kill_leftovers(tmp_path: Path, since: int = 0) -> None:
+    """Kill what a failed test left running: gateways started from index `since` on, its servers."""
+    # Only this test's gateways: a session fixture's gateway started earlier must outlive it.
+    while len(Served.started) > since:
         process = Served.started.pop()
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -136,8 +137,9 @@ def kill_leftovers(tmp_path: Path) -> None:
 
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Iterator[Path]:
+    since = len(Served.started)
     yield tmp_path / "state"
-    kill_leftovers(tmp_path)
+    kill_leftovers(tmp_path, since)
 
 
 def test_serve_on_embedded_defaults_and_keep_data_across_restarts(state_dir: Path) -> None:

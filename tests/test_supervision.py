@@ -27,8 +27,9 @@ VISITOR_QUERY = "{ visitor { audiences traits } }"
 
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Iterator[Path]:
+    since = len(Served.started)
     yield tmp_path / "state"
-    kill_leftovers(tmp_path)
+    kill_leftovers(tmp_path, since)
 
 
 def page(url: str, visitor: str) -> dict:
