@@ -11,7 +11,9 @@ added routes share the gateway's lifespan, so they use its MongoDB client:
   payload (scenario c);
 - `GET /bench/stats` reports how many profile reads fell back to the
   unpersonalized page, so the runner can tell whether (a) stayed personalized,
-  and how many page exposures were logged, dropped and held back.
+  the profile reads by outcome (db, near-cache, stale, fallback), the
+  near-cache's size, the page response cache's hits and misses, and how many
+  page exposures were logged, dropped and held back.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from blocks import templating
 from delivery.services import Services
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -64,10 +67,28 @@ def _counter(name: str, **labels: str) -> int:
 async def stats(request: Request) -> Response:
     """Counters of the gateway's profile reader and exposure log."""
     services: Services = request.app.state.services
+    reader = services.profiles
+    near_cache = reader.near_cache
+    page_cache = request.app.state.response_cache
     return JSONResponse(
         {
-            "fallbacks": services.profiles.fallbacks,
-            "incidents": services.profiles.incidents,
+            "fallbacks": reader.fallbacks,
+            # Templated fields that fell back to their plain text (e.g. past the time budget).
+            "template_failures": templating.STATS.failures,
+            "incidents": reader.incidents,
+            "reads": dict(reader.outcomes),
+            "near_cache": {
+                "entries": len(near_cache) if near_cache is not None else 0,
+                "bytes": near_cache.bytes if near_cache is not None else 0,
+                "feed_healthy": reader.feed.healthy if reader.feed is not None else None,
+                "feed_restarts": reader.feed.restarts if reader.feed is not None else 0,
+                "feed_changes": reader.feed.changes if reader.feed is not None else 0,
+            },
+            "page_cache": {
+                "hits": page_cache.hits if page_cache is not None else 0,
+                "misses": page_cache.misses if page_cache is not None else 0,
+                "entries": len(page_cache) if page_cache is not None else 0,
+            },
             "exposures": {
                 "logged": _counter("tessera_exposures_logged_total"),
                 "dropped": sum(
