@@ -14,7 +14,8 @@
 -- when absent): wrk does not say which request a response answers, so the
 -- response must tell. Per scope: non-200 statuses, GraphQL pages served
 -- unpersonalized (`"personalized":false` in the body), edge cache hits
--- (`X-Cache: HIT`, set by the shipped VCL) and responses that set a cookie.
+-- (`X-Cache: HIT`, set by the shipped VCL), responses that set a cookie, and
+-- hits that set one (which must never happen).
 -- `done` prints one line `BENCH_RESULT {...}` (latencies in microseconds)
 -- with the counts per scope under "classes".
 
@@ -96,10 +97,14 @@ function response(status, headers, body)
    end
    if headers["Set-Cookie"] or headers["set-cookie"] then
       bump(class, "set_cookie")
+      if cache == "HIT" then
+         -- A shared copy must never set anyone's cookie.
+         bump(class, "hit_set_cookie")
+      end
    end
 end
 
-local METRICS = {"requests", "non200", "unpersonalized", "hits", "set_cookie"}
+local METRICS = {"requests", "non200", "unpersonalized", "hits", "set_cookie", "hit_set_cookie"}
 
 function done(summary, latency, requests_done)
    local merged = {}
