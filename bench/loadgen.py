@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -220,6 +221,26 @@ def rss_bytes(pid: int) -> int:
     return int(match.group(1)) * 1024 if match else 0
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far (0 once it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    # The command name (field 2) may hold spaces: count fields after its ')'.
+    fields = text.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process's finished children (the wrk runs), so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def children(pid: int) -> list[int]:
     """The direct children of a process (e.g. uvicorn's workers)."""
     try:
@@ -250,7 +271,7 @@ def py_spy_record(
     """Start sampling `pid` (and its children) for `seconds` into `output` (collapsed stacks)."""
     command = [
         find_py_spy(), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-        "--rate", str(rate), "--format", "raw", "--output", str(output), "--nonblocking",
+        "--rate", str(rate), "--format", "raw", "--output", str(output),
     ]  # fmt: skip
     if subprocesses:
         command.append("--subprocesses")

@@ -82,6 +82,13 @@ class Round:
     load_after: tuple[float, float, float]
     reads: dict[str, int] = field(default_factory=dict)
     events: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds used during the run: gateway (all its processes), database, wrk.
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gateway_cpu_ms(self) -> float:
+        """Gateway CPU time per request, in milliseconds."""
+        return 1000 * self.cpu["gateway"] / self.wrk.requests
 
     @property
     def unpersonalized(self) -> int:
@@ -97,6 +104,7 @@ class Gateway:
     process: subprocess.Popen[bytes]
     bench_app: bool
     workers: int
+    database_pid: int
     #: Where the next page run continues in the visitor list (see bench/rotate.lua).
     position: int = 0
 
@@ -111,6 +119,15 @@ class Gateway:
         if self.bench_app:
             return dict(loadgen.json_get(self.base_url, "/bench/stats")["reads"])
         return loadgen.profile_reads(self.base_url)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far: the gateway's processes, the database, finished wrk runs."""
+        pids = [self.process.pid, *loadgen.children(self.process.pid)]
+        return {
+            "gateway": sum(loadgen.cpu_seconds(pid) for pid in pids),
+            "database": loadgen.cpu_seconds(self.database_pid),
+            "wrk": loadgen.children_cpu_seconds(),
+        }
 
     def stats(self) -> dict[str, Any]:
         """bench.app's /bench/stats ({} under serve)."""
@@ -152,6 +169,7 @@ def measure(
     """Run scenario `key` once."""
     load_before = loadgen.loadavg()
     reads_before = gateway.reads()
+    cpu_before = gateway.cpu()
     events: dict[str, float] = {}
     if key == "h":
         result = loadgen.run_rotate(
@@ -189,8 +207,9 @@ def measure(
             "events": posted.requests * args.event_batch,
             "refused_requests": posted.refused,
         }
+    cpu = {name: value - cpu_before[name] for name, value in gateway.cpu().items()}
     reads = loadgen.delta(gateway.reads(), reads_before) if reads_before else {}
-    return Round(result, load_before, loadgen.loadavg(), reads, events)
+    return Round(result, load_before, loadgen.loadavg(), reads, events, cpu)
 
 
 def warm_up(args: argparse.Namespace, wrk: str, gateway: Gateway, files: dict[str, Path]) -> None:
@@ -273,7 +292,13 @@ def run_scenario(args: argparse.Namespace, wrk: str) -> int:
             embedded_mongo(Path(tmp) / "mongo") as mongo,
             gateway_process(mongo.uri, Path(tmp), env, args.serve_workers) as (url, process),
         ):
-            gateway = Gateway(url, process, args.serve_workers is None, args.serve_workers or 1)
+            gateway = Gateway(
+                url,
+                process,
+                bench_app=args.serve_workers is None,
+                workers=args.serve_workers or 1,
+                database_pid=mongo.process.pid if mongo.process is not None else 0,
+            )
             began = time.monotonic()
             if args.seed == "api":
                 seeded = visitors.seed_api(url, population)
@@ -351,6 +376,7 @@ def run_scenario(args: argparse.Namespace, wrk: str) -> int:
                     "load_after": r.load_after,
                     "reads": r.reads,
                     "events": r.events,
+                    "cpu_s": r.cpu,
                 }
                 for r in measured
             ]
@@ -383,6 +409,10 @@ def round_line(number: int, total: int, key: str, measured: Round) -> str:
         line += f", events {measured.events['events_per_s']:,.0f}/s"
         if measured.events["refused_requests"]:
             line += f" ({measured.events['refused_requests']:.0f} requests refused with 503)"
+    line += (
+        f", gateway CPU {measured.gateway_cpu_ms:.3f} ms/request (+ database "
+        f"{measured.cpu['database']:.1f} s, wrk {measured.cpu['wrk']:.1f} s)"
+    )
     return line + f", load {measured.load_before[0]:.1f}->{measured.load_after[0]:.1f}"
 
 
@@ -408,6 +438,11 @@ def report(args: argparse.Namespace, rounds: dict[str, list[Round]]) -> dict[str
             if any(r.reads for r in measured)
             else None,
             "load": [r.load_before[0] for r in measured],
+            "gateway_cpu_ms_per_request": statistics.median(r.gateway_cpu_ms for r in measured),
+            "cpu_share": {
+                name: statistics.median(r.cpu[name] / r.wrk.seconds for r in measured)
+                for name in ("gateway", "database", "wrk")
+            },
         }
         if key == "m":
             figures["events_per_s"] = statistics.median(r.events["events_per_s"] for r in measured)
@@ -435,6 +470,18 @@ def report(args: argparse.Namespace, rounds: dict[str, list[Round]]) -> dict[str
         print(
             f"{key}/h = {ratio:.3f} (target >= {TARGET_RATIO} of the plain route: {met_ratio}); "
             f"unpersonalized {share:.2%} (target <= {TARGET_UNPERSONALIZED[key]:.0%}: {met_share})"
+        )
+        cpu_ratio = (
+            summary["h"]["gateway_cpu_ms_per_request"]
+            / (summary[key]["gateway_cpu_ms_per_request"])
+        )
+        summary[key]["cpu_ratio_to_plain"] = cpu_ratio
+        shares = summary[key]["cpu_share"]
+        print(
+            f"    gateway CPU per request: {summary[key]['gateway_cpu_ms_per_request']:.3f} ms "
+            f"against {summary['h']['gateway_cpu_ms_per_request']:.3f} ms for /healthz "
+            f"(ratio {cpu_ratio:.3f}); cores busy during ({key}): gateway "
+            f"{shares['gateway']:.2f}, database {shares['database']:.2f}, wrk {shares['wrk']:.2f}"
         )
         reads = summary[key]["reads"]
         if reads:
