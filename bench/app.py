@@ -9,6 +9,9 @@ added routes share the gateway's lifespan, so they use its MongoDB client:
 - `GET /bench/static` returns that payload, pre-serialized (scenario b);
 - `GET /bench/profile` reads the `X-Visitor-Id` profile, then returns the
   payload (scenario c);
+- `POST /bench/memory` takes a tracemalloc snapshot as the baseline and
+  `GET /bench/memory` lists the allocation sites that grew most since then
+  (only when the process traces allocations: `PYTHONTRACEMALLOC=1`);
 - `GET /bench/stats` reports how many profile reads fell back to the
   unpersonalized page, so the runner can tell whether (a) stayed personalized,
   the profile reads by outcome (db, near-cache, stale, fallback), the
@@ -17,6 +20,9 @@ added routes share the gateway's lifespan, so they use its MongoDB client:
 """
 
 from __future__ import annotations
+
+import gc
+import tracemalloc
 
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
@@ -58,6 +64,33 @@ async def profile(request: Request) -> Response:
     if document is None:
         return PlainTextResponse(f"no profile {visitor_id!r}", status_code=404)
     return Response(content=_payload(request), media_type="application/json")
+
+
+async def memory(request: Request) -> Response:
+    """tracemalloc: POST keeps a baseline snapshot, GET the sites that grew since."""
+    if not tracemalloc.is_tracing():
+        return PlainTextResponse("start the gateway with PYTHONTRACEMALLOC=1", status_code=409)
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
+    if request.method == "POST":
+        request.app.state.bench_memory = snapshot
+        return Response(status_code=204)
+    baseline: tracemalloc.Snapshot | None = getattr(request.app.state, "bench_memory", None)
+    if baseline is None:
+        return PlainTextResponse("POST /bench/memory first", status_code=409)
+    top = snapshot.compare_to(baseline, "lineno")[:25]
+    traced, _ = tracemalloc.get_traced_memory()
+    return JSONResponse(
+        {
+            "traced_bytes": traced,
+            "growth": [
+                {"site": str(stat.traceback), "bytes": stat.size_diff, "count": stat.count_diff}
+                for stat in top
+            ],
+        }
+    )
 
 
 def _counter(name: str, **labels: str) -> int:
@@ -110,6 +143,7 @@ def create_bench_app() -> Starlette:
             Route("/bench/static", static),
             Route("/bench/profile", profile),
             Route("/bench/stats", stats),
+            Route("/bench/memory", memory, methods=["GET", "POST"]),
         ]
     )
     return app

@@ -260,12 +260,16 @@ def find_wrk() -> str:
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10,
 ) -> tuple[int, bytes]:
     """One plain HTTP request: the status and the body."""
     request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

@@ -2,7 +2,7 @@
 
 Run from the repository root with the project's virtualenv active:
 
-    python bench/soak.py                 # about 5 minutes (3 of load)
+    python bench/soak.py                 # about 6 minutes (5 of load)
     python bench/soak.py --minutes 30    # the long soak
 
 It starts a fresh SecantusDB server and the gateway (`bench.app` under
@@ -54,6 +54,7 @@ from bench.run import (
     embedded_mongo,
     find_wrk,
     gateway_process,
+    http,
     machine,
     source_fingerprint,
 )
@@ -97,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python bench/soak.py", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
-    parser.add_argument("--minutes", type=float, default=3.0, help="minutes of load (3)")
+    parser.add_argument("--minutes", type=float, default=5.0, help="minutes of load (5)")
     parser.add_argument(
         "--warmup-minutes",
         type=float,
@@ -116,6 +117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="NAME=VALUE",
         help="a gateway setting for this run (repeatable)",
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace the gateway's allocations (PYTHONTRACEMALLOC=1, slower) and list the "
+        "sites that grew after warm-up",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
@@ -189,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     env = {"PUBLISHABLE_KEYS": visitors.PUBLISHABLE_KEY, "LOG_LEVEL": "WARNING", **args.env}
+    if args.tracemalloc:
+        env["PYTHONTRACEMALLOC"] = "1"
+    growth: dict[str, Any] = {}
     slices: list[Slice] = []
     died = False
     try:
@@ -230,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             # Where the next slice's page workers continue in the visitor list.
             offset = 0
             asked = 0
+            baseline_taken = False
             while time.monotonic() - start < args.minutes * 60:
                 number += 1
                 before = stats["reads"]
@@ -271,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
                     load=loadgen.loadavg(),
                     error=error,
                 )
+                if args.tracemalloc and not measured.warmup and not baseline_taken:
+                    # The first slice after warm-up: allocations from here on are growth.
+                    # A snapshot of a busy process with every allocation traced is slow.
+                    http("POST", f"{base_url}/bench/memory", timeout=300)
+                    baseline_taken = True
                 slices.append(measured)
                 print(progress_line(measured), flush=True)
                 if error:
@@ -283,6 +299,17 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 if died:
                     break
+            if baseline_taken and not died:
+                status, body = http("GET", f"{base_url}/bench/memory", timeout=300)
+                if status != 200:
+                    raise BenchError(f"/bench/memory answered {status}: {body[:300]!r}")
+                growth = json.loads(body)
+                print(
+                    f"\ntracemalloc: {growth['traced_bytes'] / MB:.1f} MB traced; the sites "
+                    "that grew most since the end of warm-up:"
+                )
+                for site in growth["growth"][:15]:
+                    print(f"  {site['bytes'] / 1024:+9.0f} KiB {site['count']:+8d}  {site['site']}")
             log = args.output.with_suffix(".gateway.log")
             log.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder / "uvicorn.log", log)
@@ -303,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "kinds": visitors.kinds(population),
                 "summary": summary,
+                "tracemalloc": growth,
                 "slices": [asdict(s) for s in slices],
             },
             indent=2,
@@ -397,6 +425,11 @@ def report(args: argparse.Namespace, slices: list[Slice]) -> dict[str, Any]:
         f"plain text: {summary['template_failures']}"
     )
     print(f"load average (1 min) median over slices: {summary['load_median']:.1f}")
+    if args.tracemalloc:
+        print(
+            "(--tracemalloc: tracing slows the gateway several times and the snapshots "
+            "themselves take memory; use its RSS figures for nothing but the sites above)"
+        )
     return summary
 
 
