@@ -45,6 +45,7 @@ import random
 import statistics
 import sys
 import tempfile
+import time
 import urllib.parse
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -306,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                         duration=duration, connections=args.connections,
                         label=f"({key}) {SCENARIOS[key]}",
                     )  # fmt: skip
+                    # Varnish's threads add their counters to the totals a moment later.
+                    time.sleep(1)
                     after = varnish.stat(*VARNISH_COUNTERS)
                     return Round(result, loadgen.loadavg(), loadgen.delta(after, before))
 
