@@ -19,6 +19,12 @@ activates a small calibrated variant model, so (a) scores the page's
 contested blocks (the `sale` page has one, for `demo-vip`), with the default
 exploration.
 
+`--scenario many` measures many visitors instead (`--visitors 2000` with
+varied histories, devices and countries) against `GET /healthz`;
+`--scenario mixed` adds a round with event ingestion running at the same
+time; `--serve-workers N` runs them against `python -m gateway serve
+--workers N` instead of `bench.app`. See `bench/many.py`.
+
 It prints the median requests/s, p50 and p99 latency of each, the ratios a/b
 and a/c, and writes everything to `bench/results/latest.json`. Exits 2 when
 wrk is missing, 1 when the run is not trustworthy (errors, non-2xx responses).
@@ -49,9 +55,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.embedded_mongo import EmbeddedMongo, free_port
-
 ROOT = Path(__file__).resolve().parent.parent
+# `python bench/run.py` puts bench/ first on the path, not the repository root.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gateway.embedded_mongo import EmbeddedMongo, free_port  # noqa: E402
+
 WRK_SCRIPT = ROOT / "bench" / "wrk.lua"
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "latest.json"
 HOST = "127.0.0.1"
@@ -171,11 +181,63 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="activate a variant model before measuring, so (a) scores its contested blocks",
     )
     parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON results ({DEFAULT_OUTPUT})"
+        "--scenario",
+        choices=("single", "many", "mixed"),
+        default="single",
+        help="single: one visitor, (a)/(b)/(c) as below (default); many: --visitors "
+        "visitors against GET /healthz; mixed: many, plus pages with events ingested "
+        "at the same time (bench/many.py)",
+    )
+    parser.add_argument("--visitors", type=int, default=2000, help="visitors in many/mixed (2000)")
+    parser.add_argument(
+        "--seed",
+        choices=("api", "direct"),
+        default="api",
+        help="many/mixed: seed histories through POST /v1/events (api, default) or fold "
+        "them into profiles with the ingestion code and bulk-insert (direct)",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=CONNECTIONS, help=f"wrk connections ({CONNECTIONS})"
+    )
+    parser.add_argument(
+        "--event-connections",
+        type=int,
+        default=2,
+        help="mixed: wrk connections posting events (2)",
+    )
+    parser.add_argument(
+        "--event-batch", type=int, default=10, help="mixed: events per request (10)"
+    )
+    parser.add_argument(
+        "--serve-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="many/mixed: run `python -m gateway serve --workers N` instead of bench.app",
+    )
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="many/mixed: after the rounds, profile the gateway under the page load "
+        "(py-spy) and print the top frames",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help=f"JSON results ({DEFAULT_OUTPUT})"
     )
     args = parser.parse_args(argv)
+    if args.output is None:
+        name = "latest" if args.scenario == "single" else args.scenario
+        if args.serve_workers is not None:
+            name += f"-serve{args.serve_workers}"
+        args.output = DEFAULT_OUTPUT.with_name(f"{name}.json")
     if args.duration < 1 or args.warmup < 1 or args.rounds < 1:
         parser.error("--duration, --warmup and --rounds must be at least 1")
+    if args.visitors < 1 or args.connections < 1 or args.event_connections < 1:
+        parser.error("--visitors and the connection counts must be at least 1")
+    if args.serve_workers is not None and args.scenario == "single":
+        parser.error("--serve-workers needs --scenario many or mixed (single uses /bench routes)")
+    if args.serve_workers is not None and args.serve_workers < 1:
+        parser.error("--serve-workers must be at least 1")
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
     args.env = dict(item.split("=", 1) for item in args.env)
@@ -198,12 +260,16 @@ def find_wrk() -> str:
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10,
 ) -> tuple[int, bytes]:
     """One plain HTTP request: the status and the body."""
     request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -223,6 +289,32 @@ def embedded_mongo(directory: Path) -> Iterator[EmbeddedMongo]:
 @contextmanager
 def gateway_server(mongodb_uri: str, state_dir: Path, settings: Mapping[str, str]) -> Iterator[str]:
     """`bench.app` under uvicorn (one worker) on a free port; yields its base URL."""
+    with gateway_process(mongodb_uri, state_dir, settings) as (base_url, _):
+        yield base_url
+
+
+def serve_supports_workers() -> bool:
+    """Whether `python -m gateway serve` takes `--workers` on this checkout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--help"],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    return "--workers" in done.stdout
+
+
+@contextmanager
+def gateway_process(
+    mongodb_uri: str,
+    state_dir: Path,
+    settings: Mapping[str, str],
+    serve_workers: int | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The gateway on a free port; yields its base URL and process.
+
+    By default `bench.app` under uvicorn (one worker, the process is the
+    app); with `serve_workers`, `python -m gateway serve --workers N` (the
+    process is the parent; the app runs in its workers).
+    """
     port = free_port(HOST)
     env = {
         **os.environ,
@@ -232,24 +324,37 @@ def gateway_server(mongodb_uri: str, state_dir: Path, settings: Mapping[str, str
         "STATE_DIR": str(state_dir),
         "SEED_DEMO": "true",
     }
-    command = [
-        sys.executable, "-m", "uvicorn", "bench.app:create_bench_app", "--factory",
-        "--app-dir", str(ROOT),
-        "--host", HOST, "--port", str(port),
-        "--workers", "1", "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
+    if serve_workers is None:
+        command = [
+            sys.executable, "-m", "uvicorn", "bench.app:create_bench_app", "--factory",
+            "--app-dir", str(ROOT),
+            "--host", HOST, "--port", str(port),
+            "--workers", "1", "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+    else:
+        env.update({"HOST": HOST, "PORT": str(port), "LOG_LEVEL": env.get("LOG_LEVEL", "WARNING")})
+        command = [sys.executable, "-m", "gateway", "serve"]
+        if serve_supports_workers():
+            command += ["--workers", str(serve_workers)]
+        elif serve_workers > 1:
+            raise BenchError("`python -m gateway serve` has no --workers option on this checkout")
     log_path = state_dir / "uvicorn.log"
+    group = serve_workers is not None
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # `serve` gets its own session, so that its workers can be stopped with it.
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=group,
+        )  # fmt: skip
         try:
             base_url = f"http://{HOST}:{port}"
             _wait_ready(process, base_url)
-            yield base_url
+            yield base_url, process
         except BenchError as exc:
             tail = log_path.read_text(errors="replace")[-3000:]
             raise BenchError(f"{exc}\n--- gateway log (end) ---\n{tail}") from exc
         finally:
-            _stop(process)
+            _stop(process, group)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], base_url: str) -> None:
@@ -266,13 +371,17 @@ def _wait_ready(process: subprocess.Popen[bytes], base_url: str) -> None:
     raise BenchError(f"the gateway did not answer {base_url}/healthz within 60 s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], group: bool = False) -> None:
+    """Interrupt the gateway and wait; kill it (its whole session when `group`) after 15 s."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
             process.wait(15)
         except subprocess.TimeoutExpired:
-            process.kill()
+            if group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
             process.wait()
 
 
@@ -542,6 +651,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; the exit status says whether it could be trusted."""
     args = parse_args(argv)
     wrk = find_wrk()
+    if args.scenario != "single":
+        from bench.many import run_scenario
+
+        return run_scenario(args, wrk)
     info = machine(wrk)
     source = source_fingerprint()
     print(f"source fingerprint {source}", flush=True)
