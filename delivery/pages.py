@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
@@ -37,6 +38,7 @@ from blocks.templating import RenderedFields, render_page
 from cms_adapters.errors import CMSError, ContentNotFound
 from delivery.errors import BadUserInput, ContentUnavailable, PageNotFound
 from delivery.metrics import count_decisions
+from delivery.recommendations import fill_recommendations
 from delivery.request_facts import RequestContext, request_facts
 from delivery.services import Services, VisitorIdentity
 from profiles.reader import ProfileRead
@@ -292,8 +294,23 @@ async def _assemble(
         # Experiment assignments to keep (sticky buckets): saved off the request path.
         profile_id = str((read.profile or {}).get("_id") or facts.visitor_id)
         services.sticky.record(profile_id, assignments.sticky_docs)
+    started = time.perf_counter()
     decision, scores = await decide(services, plan_page(page, context, assignments), features)
+    spent = time.perf_counter() - started
     decision, rendered = render_page(page, decision, context, served)
+    # Recommendations blocks get their products (and the scope of what they read).
+    filled = await fill_recommendations(
+        services.recommendations,
+        page,
+        decision,
+        rendered,
+        context,
+        read.profile,
+        path=facts.path,
+        now=services.clock(),
+        spent=spent,
+    )
+    decision, rendered = filled.decision, filled.rendered
     if read.source == "stale":
         # MongoDB missed the budget; the near-cache's copy (the feed is down) stood in.
         decision = mark_stale(decision)
@@ -313,6 +330,7 @@ async def _assemble(
                     scores=scores,
                     now=services.clock(),
                     features=features,
+                    recommendations=filled.shown,
                 )
             ]
         )
