@@ -14,11 +14,17 @@ products (`blocks.recommendations` says what each strategy reads):
 
 The model is asked once per page, in the scoring threads, within what the
 page's variant scoring left of the scoring budget. When it is slow, fails or
-none is active, the block falls back to trending (source `fallback:timeout`,
-`fallback:error`, `fallback:no-model`). Products leave out what the visitor
-bought or has in the cart when the block excludes owned products, and
-anything missing from the live catalogue. What each block showed is
-returned for the exposure log.
+none is active, the block falls back (source `fallback:timeout`,
+`fallback:error`, `fallback:no-model`): a personalized block to the trending
+products of the categories the visitor is interested in (their decayed
+interests, then the categories they viewed), others to trending products.
+Products leave out what the visitor bought or has in the cart when the block
+excludes owned products, and anything missing from the live catalogue. What
+each block showed is returned for the exposure log.
+
+The block's scope follows what it read (`blocks.recommendations`): a block
+that read this visitor's history or interests is `individual`; one that read
+only that the visitor has no history yet is `audience` (edge fact `history`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from blocks.model import Page
 from blocks.recommendations import (
     BLOCK_TYPE,
     HISTORY_FACT,
+    PERSONALIZED,
     RECENTLY_VIEWED,
     SIMILAR,
     TRENDING,
@@ -151,6 +158,55 @@ def _trending(recs: Recommendations, k: int, exclude: frozenset[str]) -> list[st
     return [] if model is None else model.popular(k, exclude)
 
 
+def _interests(
+    context: TargetingContext, catalog: Catalog | None, owned: Owned
+) -> dict[str, float]:
+    """The visitor's interest per category: decayed interests, else the categories viewed."""
+    raw = context.attributes.get("interests")
+    scores = {
+        str(k): float(v)
+        for k, v in (raw.items() if isinstance(raw, Mapping) else ())
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+    }
+    if not scores and catalog is not None:
+        for product_id in owned.viewed:
+            product = catalog.get(product_id)
+            if product is not None and product.category:
+                scores[product.category] = scores.get(product.category, 0.0) + 1.0
+    return scores
+
+
+def _by_interest(
+    recs: Recommendations,
+    context: TargetingContext,
+    owned: Owned,
+    k: int,
+    exclude: frozenset[str],
+) -> tuple[list[str], bool]:
+    """Trending products of the visitor's favourite categories first (no model needed).
+
+    The flag says whether the visitor's interests decided the order.
+    """
+    catalog = recs.products
+    scores = _interests(context, catalog, owned)
+    if not scores or catalog is None:
+        return _trending(recs, k, exclude), False
+    ranked = _trending(recs, len(catalog), exclude) or [
+        p.sku for p in catalog.products if p.sku not in exclude
+    ]
+    order = {product_id: position for position, product_id in enumerate(ranked)}
+    candidates = [
+        p.sku
+        for p in catalog.products
+        if p.sku not in exclude and p.category is not None and p.category in scores
+    ]
+    category = {p.sku: p.category or "" for p in catalog.products}
+    candidates.sort(key=lambda sku: (-scores[category[sku]], order.get(sku, len(order))))
+    chosen = set(candidates)
+    rest = [sku for sku in ranked if sku not in chosen]
+    return (candidates + rest)[:k], True
+
+
 async def fill_recommendations(
     recs: Recommendations | None,
     page: Page,
@@ -210,6 +266,8 @@ async def fill_recommendations(
         exclude = excluded[index]
         source = ""
         items: list[str] = []
+        # Whether this block read what this visitor alone has (history, interests).
+        personal = history
         if spec.strategy == RECENTLY_VIEWED:
             items = [p for p in owned.viewed if p not in exclude]
             source = "profile"
@@ -220,6 +278,12 @@ async def fill_recommendations(
             found = answers.get(index)
             if found is not None and found.items:
                 items, source = list(found.items), found.source
+            elif spec.strategy == PERSONALIZED and fallback:
+                items, by_interest = _by_interest(
+                    recs, context, owned, spec.limit + _SPARE, exclude
+                )
+                personal = personal or by_interest
+                source = fallback
             else:
                 items = _trending(recs, spec.limit + _SPARE, exclude)
                 # The model had nothing: no product to start from, or nothing near it.
@@ -248,7 +312,7 @@ async def fill_recommendations(
             templated=True,
         )
         record = decisions[index]
-        read = spec.scope(history)
+        read = spec.scope(personal)
         scope = strictest((record.scope, read))
         facts = record.facts
         if read == "audience":

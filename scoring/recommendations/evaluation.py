@@ -266,6 +266,7 @@ def evaluate(
     *,
     test_fraction: float = 0.2,
     params: Params = DEFAULT_PARAMS,
+    min_visitors: int = MIN_TEST_VISITORS,
 ) -> Evaluation:
     """Every model (and the popularity baseline) on a time split of `touches`."""
     if not 0.0 < test_fraction < 1.0:
@@ -275,10 +276,10 @@ def evaluate(
     blend = choose_blend(train, catalog, params=params, test_fraction=test_fraction)
     model = fit(train, catalog, now=moment, params=params, blend=blend)
     cases, cold = _cases(model, train, test, moment)
-    if len(cases) < MIN_TEST_VISITORS:
+    if len(cases) < min_visitors:
         raise NotEnoughData(
             f"{len(cases)} visitors touched new products after the split "
-            f"({moment:%Y-%m-%d %H:%M}); at least {MIN_TEST_VISITORS} are needed"
+            f"({moment:%Y-%m-%d %H:%M}); at least {min_visitors} are needed"
         )
     visitors: dict[str, set[str]] = defaultdict(set)
     for touch in train:
