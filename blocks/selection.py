@@ -70,8 +70,7 @@ FALLBACK_SCORE_TIMEOUT = "fallback:score-timeout"
 FALLBACK_SCORE_ERROR = "fallback:score-error"
 
 #: Condition attributes an edge key covers: the page then depends on them only.
-#: A learned segment is shared by many visitors, like an audience membership.
-EDGE_ATTRIBUTES = frozenset({"device", "country", "audiences", "segment"})
+EDGE_ATTRIBUTES = frozenset({"device", "country", "audiences"})
 #: Condition attributes that come from the request's arguments or the clock,
 #: the same for every visitor asking the same URL.
 SHARED_ATTRIBUTES = frozenset({"locale", "path", "utm", "hour", "dayOfWeek"})

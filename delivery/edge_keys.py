@@ -1,9 +1,9 @@
 """Edge keys: the signed visitor facts an edge cache keys `audience` pages on.
 
-A page whose decisions read only audience memberships, device, country, the
-learned segment, whether the visitor has product history, and consent is the
-same for every visitor with the same values of those facts, so an edge cache
-may share it among them. The browser carries the visitor's
+A page whose decisions read only audience memberships, device, country,
+whether the visitor has product history, and consent is the same for every
+visitor with the same values of those facts, so an edge cache may share it
+among them. The browser carries the visitor's
 key in the `tsr_ek` cookie: an opaque HMAC of *all* their edge facts (the
 edge cannot know which facts a page reads before it has the page), and the
 edge varies its cache on it. Each response also names the key of exactly the
@@ -53,7 +53,6 @@ class EdgeKeys:
                 "audiences": sorted(context.audiences),
                 "device": context.attributes.get("device"),
                 "country": context.attributes.get("country"),
-                "segment": context.attributes.get("segment"),
                 HISTORY_FACT: has_history(context.attributes),
                 CONSENT_FACT: context.personalization_consent,
                 EXPERIMENT_FACT: [list(arm) for arm in arms],

@@ -283,7 +283,7 @@ def _content(root: Path, label: str) -> Path:
     return root
 
 
-async def test_conditions_on_the_segment_are_shared_at_the_edge_and_previewable(
+async def test_conditions_on_the_segment_and_previews(
     gateway: Callable[..., Any],
     mongo: Mongo,
     database_name: str,
@@ -306,8 +306,9 @@ async def test_conditions_on_the_segment_are_shared_at_the_edge_and_previewable(
         assert page["blocks"][0]["heading"] == f"Picked for {label}"
         other = (await graphql(client, query, visitor="buyer-0002")).json()["data"]["page"]
         assert other["blocks"][0]["variantId"] == "default"
-        # The condition reads an edge fact (the segment), shared by everyone in it.
-        assert other["cacheScope"] == "AUDIENCE"
+        # A condition on the visitor's own segment: like any profile attribute, never
+        # shared (an audience over the segment is: its membership is an edge fact).
+        assert other["cacheScope"] == "PRIVATE"
 
         preview = (
             '{ page(slug: "seg", preview: {segment: "%s", drafts: false}) '
