@@ -155,7 +155,11 @@ def _trending(recs: Recommendations, k: int, exclude: frozenset[str]) -> list[st
     if recs.trending is not None and recs.trending.ranking:
         return recs.trending.top(k, exclude)
     model = None if recs.server is None else recs.server.recommender
-    return [] if model is None else model.popular(k, exclude)
+    popular = [] if model is None else model.popular(k, exclude)
+    if popular or recs.products is None:
+        return popular
+    # Nothing counted yet (a new shop, no model): the catalogue's own order.
+    return [p.sku for p in recs.products.products if p.sku not in exclude][:k]
 
 
 def _interests(

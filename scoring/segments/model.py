@@ -158,11 +158,16 @@ def _words(feature: str, z: float) -> str | None:
 
 def describe(centroid: Sequence[float], names: Sequence[str], limit: int) -> list[str]:
     """The words of a centroid's most distinctive features, most distinctive first."""
+    z_of = dict(zip(names, centroid, strict=True))
     ranked = sorted(
         (
             (abs(z), word)
             for z, name in zip(centroid, names, strict=True)
-            if abs(z) >= DISTINCT_Z and (word := _words(name, z)) is not None
+            if abs(z) >= DISTINCT_Z
+            and (word := _words(name, z)) is not None
+            # Long since an order means "lapsed" only for buyers: never-buyers count as
+            # the longest recency too, and "non-buyer" already says what sets them apart.
+            and not (word == "lapsed" and z_of.get("orders", 0.0) <= 0)
         ),
         key=lambda item: -item[0],
     )

@@ -206,6 +206,8 @@ async def test_without_a_model_the_block_falls_back_to_the_visitors_categories(
         block = _block(page, "home-recommendations")
         assert block["source"] == "fallback:no-model"
         before = [p["sku"] for p in block["products"]]
+        # Nothing counted yet, no model: the catalogue's own order rather than nothing.
+        assert before == list(catalog.skus[:6])
         await _browse(client, "fresh", _in(catalog, "running")[:3], catalog)
         page, _ = await _page(client, "fresh")
         after = [p["sku"] for p in _block(page, "home-recommendations")["products"]]

@@ -112,3 +112,9 @@ def test_labels_stay_unique_when_centroids_say_the_same() -> None:
         "frequent · mobile · outdoor · high-value",
         "typical",
     ]
+
+
+def test_lapsed_means_a_buyer_who_stopped_not_someone_who_never_bought() -> None:
+    names = ("orders", "recencyDays", "device.mobile")
+    centroids = np.array([[-1.0, 1.5, 0.6], [0.8, 1.5, 0.0]])
+    assert labels_for(centroids, names) == ["non-buyer · mobile", "lapsed · frequent"]
