@@ -145,7 +145,7 @@ class SegmentReport:
         """The table for people (and where the chart is)."""
         lines = [
             f"segments {self.version}: k = {self.k}, {self.profiles} live profiles",
-            f"{'id':>3} {'label':32} {'size':>7} {'share':>7} {'train':>7} {'holding':>8} "
+            f"{'id':>3} {'label':40} {'size':>7} {'share':>7} {'train':>7} {'holding':>8} "
             f"{'spread':>7}  top centroid (z)",
         ]
         for r in self.rows:
@@ -153,7 +153,7 @@ class SegmentReport:
             centroid = ", ".join(f"{name} {z:+.1f}" for name, z in top)
             ratio = r.spread_ratio
             lines.append(
-                f"{r.id:>3} {r.label[:32]:32} {r.size:>7} {r.share:7.1%} {r.training_share:7.1%} "
+                f"{r.id:>3} {r.label[:40]:40} {r.size:>7} {r.share:7.1%} {r.training_share:7.1%} "
                 f"{r.holding:>8} {'n/a' if ratio is None else f'{ratio:.2f}x':>7}  {centroid}"
             )
         state = "DRIFTED: train again" if self.drifted else "stable"
