@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
@@ -398,3 +401,74 @@ async def test_preview_shows_recommendations_for_a_stored_visitor(
         skus = [p["sku"] for p in _block(page, "home-recommendations")["products"]]
         assert _share(catalog, skus, "winter") == 1.0
         assert response.headers["cache-control"] == "private, no-store"
+
+
+def _experiment_content(root: Path) -> Path:
+    """A page whose recommendations block tests personalized against trending."""
+    (root / "catalog").mkdir(parents=True)
+    shutil.copy(DEMO_CONTENT_DIR / "catalog" / "products.yaml", root / "catalog")
+    page = {
+        "slug": "shop",
+        "title": "Shop",
+        "blocks": [
+            {
+                "id": "shop-recs",
+                "type": "recommendations",
+                "variants": [
+                    {
+                        "id": "for-you",
+                        "default": True,
+                        "fields": {"title": "For you", "strategy": "personalized", "limit": 4},
+                        "experiment": {
+                            "key": "recs-strategy",
+                            "status": "running",
+                            "start": "2026-11-01T00:00:00Z",
+                            "variations": ["for-you", "popular-now"],
+                        },
+                    },
+                    {
+                        "id": "popular-now",
+                        "fields": {"title": "Popular now", "strategy": "trending", "limit": 4},
+                    },
+                ],
+            }
+        ],
+    }
+    (root / "pages").mkdir()
+    (root / "pages" / "shop.yaml").write_text(yaml.safe_dump(page), encoding="utf-8")
+    return root
+
+
+async def test_strategies_take_part_in_experiments(
+    gateway: Callable[..., Any],
+    registry: ModelRegistry,
+    trained: RecommendationModel,
+    mongo: Mongo,
+    database_name: str,
+    tmp_path: Path,
+) -> None:
+    version = await _activate(registry, trained)
+    query = RECS.replace("products { sku name price url }", "products { sku }").replace(
+        "decision { reason }", "decision { reason experiment variation }"
+    )
+    async with gateway(content_dir=_experiment_content(tmp_path / "content")) as (client, services):
+        await _serving(services, version)
+        arms: dict[str, str] = {}
+        for n in range(30):
+            body = (await graphql(client, query, {"slug": "shop"}, visitor=f"exp-{n}")).json()
+            block = body["data"]["page"]["blocks"][0]
+            assert block["decision"]["experiment"] == "recs-strategy"
+            expected = {"for-you": "PERSONALIZED", "popular-now": "TRENDING"}
+            assert block["strategy"] == expected[block["variantId"]]
+            assert len(block["products"]) == 4
+            arms[f"exp-{n}"] = block["variantId"]
+        assert set(arms.values()) == {"for-you", "popular-now"}
+        assert services.exposures is not None
+        await services.exposures.flush()
+    async for doc in mongo[database_name].exposures.find({"page": "shop"}):
+        [entry] = doc["blocks"]
+        assert entry["experiment"] == "recs-strategy"
+        assert entry["variantId"] == arms[doc["visitorId"]]
+        strategy = {"for-you": "personalized", "popular-now": "trending"}[entry["variantId"]]
+        assert entry["recommendations"]["strategy"] == strategy
+        assert len(entry["recommendations"]["items"]) == 4
