@@ -157,7 +157,8 @@ def parse_catalog(documents: Iterable[Any], *, source: str, path: str = "product
             problems.append(CatalogProblem(where, "a product must be an object"))
             continue
         try:
-            doc = ProductDoc.model_validate(raw)
+            # A null field is an absent one (GROQ projects undefined fields as null).
+            doc = ProductDoc.model_validate({k: v for k, v in raw.items() if v is not None})
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(part) for part in first.get("loc", ()))
