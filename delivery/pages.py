@@ -184,6 +184,19 @@ class Delivery:
         ]
         return pages + self._extra
 
+    def _stale(self, pages: list[AssembledPage], presented: str | None) -> str | None:
+        """The current edge key when the request presented an outdated one.
+
+        A page that is private for this visitor (their product history, say) is
+        never shared, but the edge still serves other pages by the presented key:
+        an outdated one (it says "no history yet") would keep fetching shared
+        copies made for visitors the visitor no longer resembles.
+        """
+        if presented is None or not pages:
+            return None
+        current = _current_key(self.services, pages[0])
+        return current if current is not None and current != presented else None
+
     def policy(self, presented_edge_key: str | None) -> CachePolicy:
         """The response's cache policy: the strictest of everything decided."""
         pages = self.decided()
@@ -195,7 +208,12 @@ class Delivery:
             return CachePolicy("private", keys, reason=self._private[0])
         scope = max((page.cache_scope for page in pages), key=_RANK.__getitem__, default="public")
         if scope == "private":
-            return CachePolicy("private", keys, reason="decisions")
+            return CachePolicy(
+                "private",
+                keys,
+                reason="decisions",
+                refresh_edge_key=self._stale(pages, presented_edge_key),
+            )
         if scope == "public":
             return CachePolicy("public", keys)
         edge_keys = self.services.edge_keys
@@ -212,6 +230,14 @@ class Delivery:
         return CachePolicy(
             "audience", keys, edge_key=current, page_key=edge_keys.page_key(visitor, facts, arms)
         )
+
+
+def _current_key(services: Services, page: AssembledPage) -> str | None:
+    """The visitor's edge key now (None without keys or a readable profile)."""
+    if services.edge_keys is None or not page.context.profile_available:
+        return None
+    arms = services.experiments.arms(page.context, services.allocation)
+    return services.edge_keys.visitor_key(page.context, arms)
 
 
 def _once(

@@ -472,3 +472,48 @@ async def test_strategies_take_part_in_experiments(
         strategy = {"for-you": "personalized", "popular-now": "trending"}[entry["variantId"]]
         assert entry["recommendations"]["strategy"] == strategy
         assert len(entry["recommendations"]["items"]) == 4
+
+
+def _edge_key(response: httpx.Response) -> str:
+    found = [
+        item.split("tsr_ek=", 1)[1].split(";", 1)[0]
+        for item in response.headers.get_list("set-cookie")
+        if "tsr_ek=" in item
+    ]
+    assert found, response.headers
+    return found[-1]
+
+
+async def test_a_first_visit_is_shared_at_the_edge_until_the_visitor_has_a_history(
+    gateway: Callable[..., Any],
+    registry: ModelRegistry,
+    trained: RecommendationModel,
+    catalog: Catalog,
+) -> None:
+    version = await _activate(registry, trained)
+    async with gateway() as (client, services):
+        await _serving(services, version)
+        first, response = await _page(client, "edge-visitor")
+        assert response.headers["cache-control"] == "private, no-store"  # no key presented yet
+        key = _edge_key(response)
+        headers = {"X-Visitor-Id": "edge-visitor", "X-Tessera-Edge-Key": key}
+        shared = await client.post(
+            "/graphql", json={"query": RECS, "variables": {"slug": "home"}}, headers=headers
+        )
+        assert shared.headers["x-tessera-cache-scope"] == "audience"
+        assert shared.headers["x-tessera-edge-key"] == key
+        assert shared.json()["data"]["page"] == first
+        # Another first-time visitor with the same facts (the client's cookie jar presents
+        # the key) shares the page under the same key.
+        other, other_response = await _page(client, "edge-other")
+        assert other_response.headers["x-tessera-cache-scope"] == "audience"
+        assert other_response.headers["x-tessera-edge-key"] == key
+        assert other == first
+        # Browsing a product changes what the block reads: a new key, a private page.
+        await _browse(client, "edge-visitor", _in(catalog, "water")[:2], catalog)
+        warm = await client.post(
+            "/graphql", json={"query": RECS, "variables": {"slug": "home"}}, headers=headers
+        )
+        assert warm.headers["cache-control"] == "private, no-store"
+        assert _edge_key(warm) != key
+        assert warm.json()["data"]["page"]["cacheScope"] == "PRIVATE"
