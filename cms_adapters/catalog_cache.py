@@ -1,15 +1,18 @@
 """The product catalogue in memory, read through the CMS adapter and refreshed in the background.
 
 Pages turn recommended product ids into tiles from here, so a page never
-waits on the CMS for its catalogue. It is read at start-up and every
-`refresh` seconds; while the CMS cannot be read the last copy stays. A CMS
-without a catalogue (`CatalogNotConfigured`) is logged once and not asked
-again: recommendations then have no products to show.
+waits on the CMS for its catalogue. It is read at start-up (waited for at
+most `startup_wait` seconds: a slow or failing CMS delays no start-up, the
+read goes on in the background) and every `refresh` seconds; while the CMS
+cannot be read the last copy stays. A CMS without a catalogue
+(`CatalogNotConfigured`) is logged once and not asked again: recommendations
+then have no products to show.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from blocks.catalog import Catalog
@@ -23,9 +26,11 @@ logger = logging.getLogger(__name__)
 class CatalogCache(Service):
     """The adapter's catalogue, refreshed every `refresh` seconds."""
 
-    def __init__(self, adapter: CMSAdapter, *, refresh: float) -> None:
+    def __init__(self, adapter: CMSAdapter, *, refresh: float, startup_wait: float = 2.0) -> None:
         self._adapter = adapter
         self._refresh = refresh
+        self._startup_wait = startup_wait
+        self._first = asyncio.Event()
         self._catalog: Catalog | None = None
         self._task: asyncio.Task[None] | None = None
         self._problem: str | None = None
@@ -62,10 +67,10 @@ class CatalogCache(Service):
         return catalog
 
     async def start(self) -> None:
-        """Read the catalogue once, then keep it fresh in the background."""
-        await self.refresh()
-        if self.configured:
-            self._task = asyncio.create_task(self._loop(), name="catalog-refresh")
+        """Start reading (waiting `startup_wait` seconds at most), then keep it fresh."""
+        self._task = asyncio.create_task(self._loop(), name="catalog-refresh")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first.wait(), self._startup_wait)
 
     async def aclose(self) -> None:
         """Stop refreshing."""
@@ -73,9 +78,14 @@ class CatalogCache(Service):
         self._task = None
 
     async def _loop(self) -> None:
+        first = True
         while self.configured:
-            await asyncio.sleep(self._refresh)
+            if not first:
+                await asyncio.sleep(self._refresh)
             try:
                 await self.refresh()
             except Exception:  # never let the refresher die: the copy would go stale for good
                 logger.exception("product catalogue refresh failed")
+            finally:
+                first = False
+                self._first.set()

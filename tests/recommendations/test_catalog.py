@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,18 @@ async def test_the_catalogue_cache_stops_asking_a_cms_without_one(tmp_path: Path
     async with CatalogCache(FilesystemAdapter(tmp_path), refresh=0.01) as cache:
         assert cache.current is None
         assert cache.configured is False
+
+
+class Slow(Flaky):
+    """A CMS that takes ten seconds to list its products."""
+
+    async def fetch_catalog(self) -> Catalog:
+        await asyncio.sleep(10)
+        return await super().fetch_catalog()
+
+
+async def test_a_slow_cms_delays_no_start_up() -> None:
+    started = time.monotonic()
+    async with CatalogCache(Slow(), refresh=3600, startup_wait=0.2) as cache:
+        assert time.monotonic() - started < 2.0
+        assert cache.current is None  # pages show no products until it arrives
