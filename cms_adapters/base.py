@@ -5,7 +5,9 @@ An adapter is a small class with one async protocol method, `fetch_page`
 the whole site, `fetch_catalog` for the product catalogue recommendations
 draw from (`blocks.catalog`; adapters without one raise
 `CatalogNotConfigured`), `parse_webhook` that authenticates a publish
-webhook and names the pages and blocks it changed, and `aclose()` with `async with` support for
+webhook and names the pages and blocks it changed (`resolve_webhook`, its
+async form, may ask the CMS which pages the changed items belong to), and
+`aclose()` with `async with` support for
 the clients it holds. Locales travel inside the page (`locales`, `titles`,
 each variant's `localized` overrides), so one fetch serves every locale.
 
@@ -152,6 +154,15 @@ class CMSAdapter(ABC):
         The default accepts no webhook at all.
         """
         raise WebhookRejected(self.name, "this CMS does not accept webhooks")
+
+    async def resolve_webhook(self, request: WebhookRequest) -> ChangedKeys:
+        """Authenticate a webhook and name exactly what it changed, asking the CMS if need be.
+
+        Where a payload names only item ids (Directus sends just the changed
+        fields), an adapter looks the items up and names their pages; the
+        default trusts `parse_webhook`. Raises what `parse_webhook` raises.
+        """
+        return self.parse_webhook(request)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release the adapter's clients; the default holds none."""

@@ -24,6 +24,7 @@ from typing import Literal, TypeVar
 from blocks.context import RequestFacts, TargetingContext, build_context
 from blocks.experiments import assign_page
 from blocks.model import Page
+from blocks.parse import ParsedPage
 from blocks.selection import (
     FALLBACK_SCORE_ERROR,
     FALLBACK_SCORE_TIMEOUT,
@@ -240,6 +241,30 @@ def _current_key(services: Services, page: AssembledPage) -> str | None:
     return services.edge_keys.visitor_key(page.context, arms)
 
 
+async def fetch_page(services: Services, slug: str, *, drafts: bool) -> ParsedPage:
+    """The page's content (drafts straight from the CMS, never cached); public errors."""
+    try:
+        if drafts:
+            # Drafts bypass the content cache: they must never be served to visitors.
+            return await services.content.adapter.fetch_page(slug, preview=True)
+        return await services.content.get_page(slug)
+    except ContentNotFound:
+        raise PageNotFound(f"No page with slug {slug!r}.") from None
+    except CMSError as exc:
+        raise ContentUnavailable(f"Content for page {slug!r} is unavailable: {exc}") from None
+
+
+def served_locale(page: Page, slug: str, locale: str | None) -> str:
+    """The locale `page` is served in for the one asked; BadUserInput if it has none close."""
+    served = page.resolve_locale(locale)
+    if served is None:
+        raise BadUserInput(
+            f"locale: page {slug!r} is not available in {locale!r}; "
+            f"available locales: {', '.join(page.locales)}."
+        )
+    return served
+
+
 def _once(
     tasks: dict[str, asyncio.Task[_T]], key: str, start: Callable[[], Awaitable[_T]]
 ) -> Awaitable[_T]:
@@ -297,19 +322,9 @@ async def _assemble(
     delivery: Delivery, slug: str, locale: str | None, facts: RequestFacts
 ) -> AssembledPage:
     services = delivery.services
-    try:
-        parsed = await services.content.get_page(slug)
-    except ContentNotFound:
-        raise PageNotFound(f"No page with slug {slug!r}.") from None
-    except CMSError as exc:
-        raise ContentUnavailable(f"Content for page {slug!r} is unavailable: {exc}") from None
+    parsed = await fetch_page(services, slug, drafts=False)
     page = parsed.page
-    served = page.resolve_locale(locale)
-    if served is None:
-        raise BadUserInput(
-            f"locale: page {slug!r} is not available in {locale!r}; "
-            f"available locales: {', '.join(page.locales)}."
-        )
+    served = served_locale(page, slug, locale)
     read = await delivery.profile(facts.visitor_id)
     context = _context(services, facts, served, read)
     features = visitor_snapshot(context)

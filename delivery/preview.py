@@ -11,20 +11,16 @@ from dataclasses import replace
 
 from blocks.context import build_context
 from blocks.experiments import assign_page
-from blocks.parse import ParsedPage
 from blocks.preview import PreviewError, PreviewSpec, check_variations, force_variants, simulate
 from blocks.selection import select_page
 from blocks.templating import render_page
-from cms_adapters.errors import CMSError, ContentNotFound
 from delivery.auth import Permission, Principal
 from delivery.errors import (
     BadUserInput,
-    ContentUnavailable,
     Forbidden,
-    PageNotFound,
     Unauthenticated,
 )
-from delivery.pages import AssembledPage, Delivery
+from delivery.pages import AssembledPage, Delivery, fetch_page, served_locale
 from delivery.recommendations import fill_recommendations
 from delivery.request_facts import RequestContext
 from delivery.services import Services
@@ -41,19 +37,6 @@ def require_preview(principal: Principal | None) -> None:
         )
     if not principal.allows(Permission.PREVIEW):
         raise Forbidden(f"A {principal.kind} key does not allow previews.")
-
-
-async def _fetch(delivery: Delivery, slug: str, drafts: bool) -> ParsedPage:
-    content = delivery.services.content
-    try:
-        if drafts:
-            # Drafts bypass the content cache: they must never be served to visitors.
-            return await content.adapter.fetch_page(slug, preview=True)
-        return await content.get_page(slug)
-    except ContentNotFound:
-        raise PageNotFound(f"No page with slug {slug!r}.") from None
-    except CMSError as exc:
-        raise ContentUnavailable(f"Content for page {slug!r} is unavailable: {exc}") from None
 
 
 def _with_segment(services: Services, spec: PreviewSpec, name: str) -> PreviewSpec:
@@ -85,14 +68,9 @@ async def assemble_preview(
     services = delivery.services
     if spec.segment is not None:
         spec = _with_segment(services, spec, spec.segment)
-    parsed = await _fetch(delivery, slug, drafts)
+    parsed = await fetch_page(services, slug, drafts=drafts)
     page = parsed.page
-    served = page.resolve_locale(locale)
-    if served is None:
-        raise BadUserInput(
-            f"locale: page {slug!r} is not available in {locale!r}; "
-            f"available locales: {', '.join(page.locales)}."
-        )
+    served = served_locale(page, slug, locale)
     facts = delivery.facts(request_context, visitor_id or f"preview-{delivery.visitor.id}")
     profile = None
     if visitor_id is not None:

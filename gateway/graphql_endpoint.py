@@ -88,9 +88,19 @@ class EdgeOptions:
 
     @property
     def cache_control(self) -> str:
-        """The Cache-Control of a shareable response."""
+        """The Cache-Control of a shareable response: browsers revalidate every time.
+
+        No stale-while-revalidate here: a browser would honour it too and show a
+        visitor the page from before their own change (a consent withdrawal) for
+        that long. Shared caches get it in `edge_control`.
+        """
+        return f"public, max-age=0, s-maxage={self.s_maxage}"
+
+    @property
+    def edge_control(self) -> str:
+        """Surrogate-Control / CDN-Cache-Control: what only shared caches read."""
         return (
-            f"public, max-age=0, s-maxage={self.s_maxage}, "
+            f"max-age={self.s_maxage}, "
             f"stale-while-revalidate={self.stale_while_revalidate}, "
             f"stale-if-error={self.stale_if_error}"
         )
@@ -390,6 +400,10 @@ class GraphQLEndpoint:
             return _response(request, body, status, headers)
         etag = _etag(body)
         headers["Cache-Control"] = self.edge.cache_control
+        # Varnish (the shipped VCL) and Fastly read Surrogate-Control; Cloudflare and
+        # other CDNs CDN-Cache-Control (RFC 9213). Edges strip both before browsers.
+        headers["Surrogate-Control"] = self.edge.edge_control
+        headers["CDN-Cache-Control"] = self.edge.edge_control
         headers["ETag"] = etag
         keys = " ".join(policy.surrogate_keys or ("graphql",))
         headers["Surrogate-Key"] = keys  # Fastly

@@ -10,8 +10,9 @@
   hash sent is refused. Registrations live in the shared cache (`CACHE_URL`),
   so every replica knows them.
 - `trusted`: only documents of the manifest (`PERSISTED_QUERIES_MANIFEST`, as
-  GraphQL Code Generator's `persisted-documents.json` or Apollo's persisted
-  query manifest) run, by hash or by identical text; admin keys are exempt.
+  GraphQL Code Generator's `persisted-documents.json`, keys `<hex>` or
+  `sha256:<hex>`, or Apollo's persisted query manifest) run, by hash or by
+  identical text; admin keys are exempt.
 - `off`: a hash is answered `PersistedQueryNotSupported`, so clients send
   full queries.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 Mode = Literal["apq", "trusted", "off"]
 #: Registered queries expire from a shared store after a day without use.
 TTL_SECONDS = 86_400
+_SHA256_PREFIX = "sha256:"
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class PersistedQueryError(Exception):
@@ -134,8 +138,21 @@ def load_manifest(path: Path) -> dict[str, str]:
     for digest, body in pairs:
         if not isinstance(digest, str) or not isinstance(body, str):
             raise ValueError(f"PERSISTED_QUERIES_MANIFEST: {path}: ids and bodies must be strings")
-        manifest[digest] = body
+        manifest[_manifest_key(path, digest)] = body
     return manifest
+
+
+def _manifest_key(path: Path, key: str) -> str:
+    """The bare SHA-256 hex a client sends for a manifest key (`<hex>` or `sha256:<hex>`)."""
+    # GraphQL Code Generator writes the GraphQL-over-HTTP identifier `sha256:<hex>`.
+    bare = key[len(_SHA256_PREFIX) :] if key.lower().startswith(_SHA256_PREFIX) else key
+    if not _SHA256_HEX.fullmatch(bare):
+        # A client sends only SHA-256 hashes, so such an entry could never match.
+        raise ValueError(
+            f"PERSISTED_QUERIES_MANIFEST: {path}: the key {key[:80]!r} is not a SHA-256 hex "
+            "digest (GraphQL Code Generator: set persistedDocuments.hashAlgorithm to 'sha256')"
+        )
+    return bare.lower()
 
 
 class PersistedQueries:

@@ -55,7 +55,7 @@ async def webhook(request: Request) -> Response:
         received_at=time.time(),
     )
     try:
-        changed = adapter.parse_webhook(incoming)
+        changed = await adapter.resolve_webhook(incoming)
     except WebhookRejected as exc:
         logger.warning("%s", exc)
         return JSONResponse({"error": str(exc)}, status_code=401)

@@ -6,11 +6,14 @@ cd "$(dirname "$0")/.."
 
 # Real servers the tests start on free ports (Debian packages): redis-server for
 # the content cache's Redis tests, Varnish 7 with varnish-modules (xkey) for
-# the edge tests (tests/edge/; varnishd lives in /usr/sbin).
+# the edge tests (tests/edge/; varnishd lives in /usr/sbin), and a browser.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 PATH="$PATH:/usr/sbin" command -v varnishd >/dev/null 2>&1 || missing+=(varnish)
 dpkg -s varnish-modules >/dev/null 2>&1 || missing+=(varnish-modules)
+# Debian's Chromium for the storefront's browser tests (tests/storefront/):
+# Playwright drives /usr/bin/chromium and never downloads a browser.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -47,6 +50,23 @@ echo "== mypy"
 .venv/bin/mypy
 echo "== schema.graphql"
 .venv/bin/python -m gateway export-schema --check
+echo "== live CMS installs"
+# tests/cms_live runs real Directus 11 and Strapi 5 from npm. Their installs are
+# kept in ${TESSERA_CMS_CACHE:-~/.cache/tessera-cms} and reused while the pinned
+# lockfiles (tests/cms_live/*_app/package-lock.json) do not change; a cold
+# install compiles native modules and takes several minutes, so it happens here,
+# before pytest, where a failure is plain.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "node and npm are needed for tests/cms_live (Node.js 20 or later)" >&2
+  exit 1
+fi
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "tests/cms_live needs Node.js 20 or later, found $(node --version)" >&2
+  exit 1
+fi
+cms_started=$(date +%s)
+.venv/bin/python -m tests.cms_live.install
+echo "live CMS installs ready in $(( $(date +%s) - cms_started )) s"
 echo "== pytest"
 status=0
 .venv/bin/python -m pytest "$@" || status=$?

@@ -10,10 +10,25 @@ the latest state of every item whatever its status. Translations use Directus'
 translations interface: `pages.translations` (`languages_code`, `title`) become
 the page's `titles`, `block_variants.translations` (`languages_code`, `fields`)
 the variant's `localized` overrides.
+
+Order: blocks follow the junction's `sort` (what editors drag), then its
+`id`; rows without a `sort` (created through the API) come after the sorted
+ones, in the order they were added. Variants likewise by `sort`, then `id`.
+The order is applied here, so it does not depend on how the database sorts
+nulls.
+
+Webhooks: a Flow sends `{{$trigger}}`, whose update payload carries only the
+changed fields and the item keys. `resolve_webhook` asks Directus which
+pages the changed items are on (pages by id, blocks through the junction,
+variants through their block, translations through their parent) and names
+exactly those; a slug rename or a deletion also names the old slug, read from
+the item's revisions. When the lookup fails it falls back to every page.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from blocks.catalog import Catalog, parse_catalog
@@ -21,6 +36,7 @@ from blocks.parse import ParsedPage
 from cms_adapters.base import ChangedKeys, WebhookRequest
 from cms_adapters.errors import (
     CatalogNotConfigured,
+    CMSError,
     CMSUnauthorized,
     ContentNotFound,
     MalformedContent,
@@ -29,7 +45,11 @@ from cms_adapters.http import BearerHttpAdapter
 from cms_adapters.mapping import as_object, to_parsed
 from cms_adapters.webhooks import require_secret
 
+logger = logging.getLogger(__name__)
+
 PAGE_SIZE = 100
+#: More changed keys than this in one event invalidate every page instead.
+MAX_WEBHOOK_KEYS = 100
 PAGE_FIELDS = ",".join(
     [
         "id",
@@ -40,6 +60,8 @@ PAGE_FIELDS = ",".join(
         "description",
         "translations.languages_code",
         "translations.title",
+        "blocks.id",
+        "blocks.sort",
         "blocks.collection",
         "blocks.item:blocks.*",
         "blocks.item:blocks.variants.*",
@@ -79,8 +101,10 @@ class DirectusAdapter(BearerHttpAdapter):
 
     name = "directus"
 
-    async def _items(self, params: dict[str, Any], entry: str) -> list[Any]:
-        body = await self._get_json("/items/pages", params=params, entry=entry)
+    async def _items(
+        self, params: dict[str, Any], entry: str, path: str = "/items/pages"
+    ) -> list[Any]:
+        body = await self._get_json(path, params=params, entry=entry)
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise MalformedContent(self.name, "not an items response", entry=entry, field="data")
         return list(body["data"])
@@ -90,8 +114,9 @@ class DirectusAdapter(BearerHttpAdapter):
         params: dict[str, Any] = {
             "filter[slug][_eq]": slug,
             "fields": PAGE_FIELDS,
-            "deep[blocks][_sort]": "sort",
-            "limit": 1,
+            "deep[blocks][_sort]": "sort,id",
+            # Two, to notice a duplicated slug (SQLite snapshots cannot keep it unique).
+            "limit": 2,
         }
         if not preview:
             params["filter[status][_eq]"] = "published"
@@ -100,12 +125,21 @@ class DirectusAdapter(BearerHttpAdapter):
             raise ContentNotFound(self.name, f"no page with slug {slug!r}", entry=slug)
         item = items[0]
         entry = f"pages/{item.get('id', slug)}"
+        if len(items) > 1:
+            ids = ", ".join(str(i.get("id")) for i in items if isinstance(i, dict))
+            raise MalformedContent(
+                self.name,
+                f"more than one page has slug {slug!r} (ids {ids})",
+                entry=entry,
+                field="slug",
+            )
         titles = _translations(item.get("translations"), "title")
         if titles:
             item = {**item, "titles": {**titles, **as_object(item.get("titles"))}}
         blocks = item.get("blocks")
         if isinstance(blocks, list):
-            item = {**item, "blocks": [self._block(entry, i, b) for i, b in enumerate(blocks)]}
+            rows = _in_order(blocks)
+            item = {**item, "blocks": [self._block(entry, i, b) for i, b in enumerate(rows)]}
         return to_parsed(self.name, entry, item, slug)
 
     def _block(self, entry: str, index: int, junction: Any) -> Any:
@@ -121,7 +155,7 @@ class DirectusAdapter(BearerHttpAdapter):
         block = junction.get("item")
         if not isinstance(block, dict) or not isinstance(block.get("variants"), list):
             return block
-        return {**block, "variants": [self._variant(v) for v in block["variants"]]}
+        return {**block, "variants": [self._variant(v) for v in _in_order(block["variants"])]}
 
     def _variant(self, variant: Any) -> Any:
         if not isinstance(variant, dict):
@@ -206,6 +240,140 @@ class DirectusAdapter(BearerHttpAdapter):
         ):
             return ChangedKeys(blocks=frozenset({payload["blockId"]}))
         return ChangedKeys(everything=True)
+
+    async def resolve_webhook(self, request: WebhookRequest) -> ChangedKeys:
+        """Authenticate, then look the changed items up and name exactly their pages."""
+        changed = self.parse_webhook(request)
+        event = request.json(self.name)
+        try:
+            slugs = await self._affected_slugs(event)
+        except CMSError as exc:
+            logger.warning("directus webhook: cannot resolve %s (%s); every page", event, exc)
+            return ChangedKeys(everything=True)
+        if slugs is None:
+            return changed
+        return ChangedKeys(pages=frozenset(slugs) | changed.pages)
+
+    async def _affected_slugs(self, event: dict[str, Any]) -> set[str] | None:
+        """The slugs an event touches; None when it cannot be narrowed down."""
+        collection = event.get("collection")
+        action = str(event.get("event", "")).rpartition(".")[2]
+        payload = event.get("payload")
+        keys = _event_keys(event)
+        if not keys or len(keys) > MAX_WEBHOOK_KEYS or action not in _ACTIONS:
+            return None
+        gone = action == "delete"
+        fields = as_object(payload)
+        if collection == "pages":
+            slugs = await self._page_slugs(keys)
+            if gone or "slug" in fields:
+                # The old slug is only in the item's history: a rename or a deletion.
+                slugs |= {str(s) for s in await self._history(collection, keys, "slug") if s}
+            return slugs
+        if collection == "blocks":
+            return await self._block_slugs(keys)
+        if collection == "block_variants":
+            blocks = await self._column(collection, keys, "block", gone)
+            return await self._block_slugs(blocks)
+        if collection in ("pages_blocks", "pages_translations"):
+            return await self._page_slugs(await self._column(collection, keys, "pages_id", gone))
+        if collection == "block_variants_translations":
+            variants = await self._column(collection, keys, "block_variants_id", gone)
+            blocks = await self._column("block_variants", variants, "block", False)
+            return await self._block_slugs(blocks)
+        return None
+
+    async def _column(self, collection: str, keys: list[str], field: str, gone: bool) -> list[str]:
+        """`field` of the items `keys` (from their history when they were deleted)."""
+        if not keys:
+            return []
+        if gone:
+            values = await self._history(collection, keys, field)
+        else:
+            rows = await self._items(
+                {"filter[id][_in]": ",".join(keys), "fields": field, "limit": len(keys)},
+                entry=f"{collection} {','.join(keys)}",
+                path=f"/items/{collection}",
+            )
+            values = [as_object(row).get(field) for row in rows]
+        return sorted({str(v) for v in values if isinstance(v, int | str) and v != ""})
+
+    async def _page_slugs(self, ids: list[str]) -> set[str]:
+        """Current slugs of the pages `ids`, whatever their status."""
+        if not ids:
+            return set()
+        rows = await self._items(
+            {"filter[id][_in]": ",".join(ids), "fields": "slug", "limit": len(ids)},
+            entry=f"pages {','.join(ids)}",
+        )
+        return {row["slug"] for row in rows if isinstance(as_object(row).get("slug"), str)}
+
+    async def _block_slugs(self, blocks: list[str]) -> set[str]:
+        """Slugs of every page whose block list holds one of `blocks`."""
+        if not blocks:
+            return set()
+        rows = await self._items(
+            {
+                "filter[collection][_eq]": "blocks",
+                "filter[item][_in]": ",".join(blocks),
+                "fields": "pages_id.slug",
+                "limit": -1,
+            },
+            entry=f"blocks {','.join(blocks)}",
+            path="/items/pages_blocks",
+        )
+        slugs = (as_object(as_object(row).get("pages_id")).get("slug") for row in rows)
+        return {slug for slug in slugs if isinstance(slug, str)}
+
+    async def _history(self, collection: str, keys: list[str], field: str) -> list[Any]:
+        """`field` in the two latest revisions of each item: its value before and after."""
+
+        async def one(key: str) -> list[Any]:
+            rows = await self._items(
+                {
+                    "filter[collection][_eq]": collection,
+                    "filter[item][_eq]": key,
+                    "fields": "data",
+                    "sort": "-id",
+                    "limit": 2,
+                },
+                entry=f"revisions of {collection}/{key}",
+                path="/revisions",
+            )
+            return [as_object(as_object(row).get("data")).get(field) for row in rows]
+
+        found = await asyncio.gather(*(one(key) for key in keys))
+        return [value for values in found for value in values]
+
+
+_ACTIONS = ("create", "update", "delete")
+
+
+def _event_keys(event: dict[str, Any]) -> list[str]:
+    """The item keys of a Flow's `$trigger`: `keys`, `key`, or a delete's payload list."""
+    keys: Any = event.get("keys")
+    if keys is None and "key" in event:
+        keys = [event["key"]]
+    if keys is None and isinstance(event.get("payload"), list):
+        keys = event["payload"]
+    if not isinstance(keys, list):
+        return []
+    return sorted({str(k) for k in keys if isinstance(k, int | str) and not isinstance(k, bool)})
+
+
+def _in_order(rows: list[Any]) -> list[Any]:
+    """Rows by `sort`, then `id`; rows without a `sort` after the others."""
+
+    def number(value: Any) -> float | None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else None
+
+    def key(row: Any) -> tuple[bool, float, float]:
+        fields = as_object(row)
+        sort, ident = number(fields.get("sort")), number(fields.get("id"))
+        return (sort is None, sort or 0.0, ident or 0.0)
+
+    return sorted(rows, key=key)
 
 
 def _translations(rows: Any, name: str) -> dict[str, Any]:

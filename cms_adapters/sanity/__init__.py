@@ -1,11 +1,11 @@
 """Sanity over the HTTP query API: one GROQ query per page, references resolved by projection.
 
 A page is one `page` document found by `slug.current`; its `blocks` array
-references `block` documents (`->`), whose `variants` are inline `variant`
-objects (schema: `cms_adapters/sanity/schema.js`, editor guide:
-docs/cms/sanity.md). Products for recommendations are `product` documents
-(`fetch_catalog`). Drafts come from `perspective=drafts`, which needs a
-token with read access.
+references `tesseraBlock` documents (`->`; Sanity reserves the name `block`),
+whose `variants` are inline `variant` objects (schema:
+`cms_adapters/sanity/schema.js`, editor guide: docs/cms/sanity.md). Products
+for recommendations are `product` documents (`fetch_catalog`). Drafts come
+from `perspective=drafts`, which needs a token with read access.
 """
 
 from __future__ import annotations
@@ -144,6 +144,11 @@ class SanityAdapter(HttpAdapter):
         kind = payload.get("_type")
         if kind == "page" and isinstance(payload.get("slug"), str) and payload["slug"]:
             return ChangedKeys(pages=frozenset({payload["slug"]}))
-        if kind == "block" and isinstance(payload.get("blockId"), str) and payload["blockId"]:
+        # `block` was the type's name before Sanity's schema validation refused it.
+        if (
+            kind in ("tesseraBlock", "block")
+            and isinstance(payload.get("blockId"), str)
+            and payload["blockId"]
+        ):
             return ChangedKeys(blocks=frozenset({payload["blockId"]}))
         return ChangedKeys(everything=True)

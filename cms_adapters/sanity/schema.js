@@ -2,7 +2,8 @@
 // Field names are Tessera's editor vocabulary (docs/cms/sanity.md). Sanity has
 // no JSON field type, so `fields`, `condition`, `experiment`, `localized` and
 // `titles` are text fields holding JSON; Tessera parses them and names the
-// field when the JSON is invalid.
+// field when the JSON is invalid. The block document type is `tesseraBlock`:
+// Sanity reserves `block` (Portable Text), and `sanity schema validate` refuses it.
 import {defineArrayMember, defineField, defineType} from 'sanity'
 
 const BLOCK_TYPES = ['hero', 'banner', 'rich_text', 'product_grid', 'call_to_action', 'testimonial', 'recommendations']
@@ -34,7 +35,7 @@ export const variant = defineType({
 })
 
 export const block = defineType({
-  name: 'block',
+  name: 'tesseraBlock',
   title: 'Block',
   type: 'document',
   fields: [
@@ -54,7 +55,7 @@ export const page = defineType({
     defineField({name: 'description', title: 'Description', type: 'text'}),
     defineField({name: 'locales', title: 'Locales', type: 'array', of: [{type: 'string'}]}),
     json('titles', 'Localized titles (JSON)'),
-    defineField({name: 'blocks', title: 'Blocks', type: 'array', of: [defineArrayMember({type: 'reference', to: [{type: 'block'}]})]}),
+    defineField({name: 'blocks', title: 'Blocks', type: 'array', of: [defineArrayMember({type: 'reference', to: [{type: 'tesseraBlock'}]})]}),
   ],
 })
 

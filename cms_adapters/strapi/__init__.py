@@ -13,6 +13,11 @@ the default Strapi locale, each other one is requested with `locale=<code>`
 (concurrently) and becomes the page's `titles` entry and, matched by
 `blockId`/`variantId`, the variants' `localized` overrides. A locale that is
 not translated yet is skipped.
+
+Webhooks: Strapi sends the whole entry, so an `entry.*` event on `page`
+names `entry.slug`. A rename names the old slug too, when this process
+served the document under it (the adapter remembers `documentId` -> slug of
+every page it fetched); events on media or other models name every page.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ class StrapiAdapter(BearerHttpAdapter):
     """Pages from a Strapi v5 server."""
 
     name = "strapi"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: documentId -> the slug this process last served it under (to purge renames).
+        self._served: dict[str, str] = {}
 
     async def _pages(self, params: dict[str, Any], entry: str) -> dict[str, Any]:
         body = await self._get_json("/api/pages", params=params, entry=entry)
@@ -67,6 +77,8 @@ class StrapiAdapter(BearerHttpAdapter):
         if document is None:
             raise ContentNotFound(self.name, f"no page with slug {slug!r}", entry=slug)
         entry = f"page {document.get('documentId', '?')}"
+        if isinstance(document.get("documentId"), str) and not preview:
+            self._served[document["documentId"]] = slug
         locales = document.get("locales")
         others = (
             [code for code in locales[1:] if isinstance(code, str) and code]
@@ -153,7 +165,11 @@ class StrapiAdapter(BearerHttpAdapter):
         entry = as_object(payload.get("entry"))
         model = payload.get("model")
         if model == "page" and isinstance(entry.get("slug"), str) and entry["slug"]:
-            return ChangedKeys(pages=frozenset({entry["slug"]}))
+            slugs = {entry["slug"]}
+            old = self._served.get(str(entry.get("documentId")))
+            if old is not None:
+                slugs.add(old)  # renamed: the old slug's cached page must go too
+            return ChangedKeys(pages=frozenset(slugs))
         return ChangedKeys(everything=True)
 
 

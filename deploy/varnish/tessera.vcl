@@ -173,17 +173,24 @@ sub vcl_backend_response {
         unset beresp.http.Vary;
     }
     # beresp.ttl already comes from s-maxage. Grace is stale-if-error: vcl_hit
-    # cuts it down to stale-while-revalidate while the origin is healthy.
+    # cuts it down to stale-while-revalidate while the origin is healthy. The
+    # gateway says both in Surrogate-Control (browsers must not serve stale
+    # pages); Cache-Control is read when an origin puts them there.
+    set beresp.http.X-Tessera-Staleness = beresp.http.Cache-Control;
+    if (beresp.http.Surrogate-Control) {
+        set beresp.http.X-Tessera-Staleness = beresp.http.Surrogate-Control;
+    }
     set beresp.http.X-Tessera-SWR = "0s";
-    if (beresp.http.Cache-Control ~ "stale-while-revalidate=[0-9]+") {
-        set beresp.http.X-Tessera-SWR = regsub(beresp.http.Cache-Control,
+    if (beresp.http.X-Tessera-Staleness ~ "stale-while-revalidate=[0-9]+") {
+        set beresp.http.X-Tessera-SWR = regsub(beresp.http.X-Tessera-Staleness,
             "^.*stale-while-revalidate=([0-9]+).*$", "\1s");
     }
     set beresp.grace = std.duration(beresp.http.X-Tessera-SWR, 0s);
-    if (beresp.http.Cache-Control ~ "stale-if-error=[0-9]+") {
-        set beresp.grace = std.duration(regsub(beresp.http.Cache-Control,
+    if (beresp.http.X-Tessera-Staleness ~ "stale-if-error=[0-9]+") {
+        set beresp.grace = std.duration(regsub(beresp.http.X-Tessera-Staleness,
             "^.*stale-if-error=([0-9]+).*$", "\1s"), 0s);
     }
+    unset beresp.http.X-Tessera-Staleness;
     # Past grace the copy is still revalidated with If-None-Match (a 304 refreshes it).
     set beresp.keep = 1h;
     return (deliver);
@@ -232,6 +239,8 @@ sub vcl_deliver {
     unset resp.http.Surrogate-Key;
     unset resp.http.xkey;
     unset resp.http.X-Tessera-SWR;
+    unset resp.http.Surrogate-Control;
+    unset resp.http.CDN-Cache-Control;
     if (obj.hits > 0) {
         set resp.http.X-Cache = "HIT";
     } else {

@@ -832,18 +832,34 @@ class FakeSanity(FakeVendor):
 
 
 class FakeDirectus(FakeVendor):
-    """Directus REST: `GET /items/pages` with filter, fields (many-to-any), limit/offset."""
+    """Directus REST: `GET /items/pages` with filter, fields (many-to-any), limit/offset.
+
+    Ids are stable: page `n` (1-based, in slug order) has id `n`, its blocks
+    `100 n + i` and their variants `10000 n + 100 i + j`. The webhook lookups
+    (`/items/pages` by id, `/items/pages_blocks`, `/items/block_variants`,
+    `/revisions`) answer from the published site; `history` holds older slugs.
+    """
 
     name = "directus"
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: page id -> slugs it had before (newest last), for `/revisions`.
+        self.history: dict[int, list[str]] = {}
+
+    def page_id(self, slug: str) -> int:
+        return sorted(self.site).index(slug) + 1
+
     def _item(self, index: int, page: dict[str, Any], status: str) -> dict[str, Any]:
+        number = self.page_id(page["slug"]) if page["slug"] in self.site else index + 1
         junctions = []
         for b_index, block in enumerate(page["blocks"]):
             variants = []
+            block_id = 100 * number + b_index
             for v_index, variant in enumerate(block["variants"]):
                 item = {
-                    "id": 100 * b_index + v_index,
-                    "block": b_index + 1,
+                    "id": 100 * block_id + v_index,
+                    "block": block_id,
                     **variant,
                     "image": None,
                 }
@@ -858,9 +874,11 @@ class FakeDirectus(FakeVendor):
                 variants.append(item)
             junctions.append(
                 {
+                    "id": block_id,
+                    "sort": None,
                     "collection": "blocks",
                     "item": {
-                        "id": b_index + 1,
+                        "id": block_id,
                         "blockId": block["blockId"],
                         "type": block["type"],
                         "variants": variants,
@@ -876,7 +894,7 @@ class FakeDirectus(FakeVendor):
             else []
         )
         return {
-            "id": index + 1,
+            "id": number,
             "status": status,
             **fields,
             "translations": translations,
@@ -914,12 +932,34 @@ class FakeDirectus(FakeVendor):
             data.append({**product, "image": image})
         return _json({"data": data})
 
+    def _lookup(self, path: str, params: httpx.QueryParams) -> httpx.Response:
+        """The webhook lookups: pages by id, junction rows, variants, revisions."""
+        pages = {self.page_id(slug): slug for slug in self.site}
+        if path == "/revisions":
+            number = int(params["filter[item][_eq]"])
+            slugs = [*self.history.get(number, []), pages.get(number)]
+            rows = [{"data": {"slug": slug}} for slug in reversed(slugs) if slug]
+            return _json({"data": rows[: int(params["limit"])]})
+        ids = {
+            int(k)
+            for k in params[
+                "filter[id][_in]" if path != "/items/pages_blocks" else "filter[item][_in]"
+            ].split(",")
+        }
+        if path == "/items/pages":
+            return _json({"data": [{"slug": pages[i]} for i in sorted(ids) if i in pages]})
+        if path == "/items/block_variants":
+            return _json({"data": [{"block": i // 100} for i in sorted(ids)]})
+        rows = [{"pages_id": {"slug": pages[i // 100]}} for i in sorted(ids) if i // 100 in pages]
+        return _json({"data": rows})
+
     def answer(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/items/products":
             if request.headers.get("authorization") != "Bearer directus-token":
                 return self.unauthorized().as_response()
             return self._products(request)
-        if request.url.path != "/items/pages":
+        known = ("/items/pages", "/items/pages_blocks", "/items/block_variants", "/revisions")
+        if request.url.path not in known:
             return _json(
                 {
                     "errors": [
@@ -934,6 +974,8 @@ class FakeDirectus(FakeVendor):
         if request.headers.get("authorization") != "Bearer directus-token":
             return self.unauthorized().as_response()
         params = request.url.params
+        if request.url.path != "/items/pages" or "filter[id][_in]" in params:
+            return self._lookup(request.url.path, params)
         published = params.get("filter[status][_eq]") == "published"
         site = self.site if published else self.drafts
         if "filter[slug][_eq]" in params:
@@ -961,7 +1003,7 @@ class FakeDirectus(FakeVendor):
         body = {
             "event": "pages.items.update",
             "collection": "pages",
-            "keys": ["1"],
+            "keys": [str(self.page_id(slug)) if slug in self.site else "1"],
             "payload": {"slug": slug, "title": "x"},
         }
         return bearer_webhook("/webhooks/directus", body, secret)

@@ -14,6 +14,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from gateway.app import create_app
+from gateway.persisted_queries import load_manifest
 from gateway.settings import Settings
 from tests.conftest import Clock
 from tests.graphql_helpers import ADMIN
@@ -133,11 +134,15 @@ async def test_registrations_are_shared_through_redis(gateway: Gateway, redis_ur
         assert other.json()["data"]["page"]["title"] == "About Trailhead Outfitters"
 
 
-@pytest.mark.parametrize("form", ["codegen", "apollo"])
+@pytest.mark.parametrize("form", ["codegen", "codegen-prefixed", "apollo"])
 async def test_trusted_documents(gateway: Gateway, tmp_path: Path, form: str) -> None:
     manifest = tmp_path / "persisted-documents.json"
     if form == "codegen":
         manifest.write_text(json.dumps({HASH: QUERY}))
+    elif form == "codegen-prefixed":
+        # GraphQL Code Generator 6 with `hashAlgorithm: "sha256"` writes the
+        # GraphQL-over-HTTP document identifier: `sha256:<hex>`.
+        manifest.write_text(json.dumps({f"sha256:{HASH}": QUERY}))
     else:
         operation = {"id": HASH, "name": "About", "type": "query", "body": QUERY}
         manifest.write_text(
@@ -161,6 +166,25 @@ async def test_trusted_documents(gateway: Gateway, tmp_path: Path, form: str) ->
         assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_IN_LIST"
         admin = await client.post("/graphql", json={"query": "{ __typename }"}, headers=ADMIN)
         assert admin.json() == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (hashlib.sha1(QUERY.encode()).hexdigest(), "not a SHA-256"),  # codegen's default
+        ("sha1:" + hashlib.sha1(QUERY.encode()).hexdigest(), "not a SHA-256"),
+        ("About", "not a SHA-256"),
+    ],
+)
+def test_a_manifest_keyed_by_anything_but_sha256_is_refused(
+    tmp_path: Path, key: str, problem: str
+) -> None:
+    # No client could ever send such a key (APQ hashes are SHA-256): refuse it at start-up.
+    manifest = tmp_path / "persisted-documents.json"
+    manifest.write_text(json.dumps({key: QUERY}))
+    with pytest.raises(ValueError, match=problem) as refused:
+        load_manifest(manifest)
+    assert "hashAlgorithm" in str(refused.value)
 
 
 async def test_trusted_mode_needs_a_manifest(settings: Settings, clock: Clock) -> None:

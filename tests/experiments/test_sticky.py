@@ -20,7 +20,9 @@ from tests.graphql_helpers import ADMIN, graphql
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 KEY = "sale-hero-headline"
-PAGE = '{ page(slug: "sale") { blocks { id blockId variantId decision { experiment variation } } } }'
+PAGE = (
+    '{ page(slug: "sale") { blocks { id blockId variantId decision { experiment variation } } } }'
+)
 
 
 def doc(attribute: str, value: str, **assignments: str) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""The near-cache against a real server: the change stream, and two gateways on one database."""
+"""Replicas: the near-cache's change stream, and two gateways on one database and one Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 from pymongo import AsyncMongoClient, WriteConcern
 
 from gateway.embedded_mongo import EmbeddedMongo, free_port
+from gateway.settings import DEMO_CONTENT_DIR
 from profiles.near_cache import NearCache, ProfileFeed
 from tests.graphql_helpers import PUBLISHABLE_KEY
 
@@ -97,7 +99,9 @@ async def test_the_feed_resumes_after_the_server_restarts(own_server: EmbeddedMo
 
 
 class Gateway:
-    def __init__(self, uri: str, database: str, state: Path) -> None:
+    def __init__(
+        self, uri: str, database: str, state: Path, extra: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -111,6 +115,7 @@ class Gateway:
             "EDGE_KEY_SECRET": "shared-edge-secret",
             "MODEL_SIGNING_KEY": "shared-model-key",
             "RESPONSE_CACHE_SIZE": "0",
+            **(extra or {}),
         }
         self.log = (state.parent / f"gateway-{self.port}.log").open("wb")
         self.process = subprocess.Popen(
@@ -136,11 +141,30 @@ class Gateway:
 
 
 @pytest.fixture
+def content_dir(tmp_path: Path) -> Path:
+    """A copy of the demo content both gateways read (a test may publish into it)."""
+    target = tmp_path / "content"
+    shutil.copytree(DEMO_CONTENT_DIR, target)
+    return target
+
+
+@pytest.fixture
 def two_gateways(
-    mongo_server: EmbeddedMongo, database_name: str, tmp_path: Path
+    mongo_server: EmbeddedMongo,
+    database_name: str,
+    tmp_path: Path,
+    redis_url: str,
+    content_dir: Path,
 ) -> Iterator[tuple[Gateway, Gateway]]:
-    a = Gateway(mongo_server.uri, database_name, tmp_path / "a")
-    b = Gateway(mongo_server.uri, database_name, tmp_path / "b")
+    shared = {
+        "CACHE_URL": redis_url,
+        "CONTENT_DIR": str(content_dir),
+        "CMS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        # Long enough that only an invalidation can show B the change.
+        "CONTENT_TTL": "600",
+    }
+    a = Gateway(mongo_server.uri, database_name, tmp_path / "a", shared)
+    b = Gateway(mongo_server.uri, database_name, tmp_path / "b", shared)
     try:
         a.wait_ready()
         b.wait_ready()
@@ -151,6 +175,8 @@ def two_gateways(
 
 
 VISITOR = "{ visitor { audiences traits } }"
+WEBHOOK_SECRET = "replica-webhook-secret"
+TITLE = '{ page(slug: "about") { title } }'
 
 
 async def views(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> int:
@@ -189,3 +215,32 @@ async def test_an_event_taken_by_one_gateway_is_seen_by_the_other(
             seen.append(await eventually(on_b, 5))
     # Timings belong in bench/; here only that every change arrived, well within 5 s.
     assert len(seen) == 20
+
+
+@pytest.mark.slow
+async def test_a_publish_webhook_sent_to_one_gateway_invalidates_the_other(
+    two_gateways: tuple[Gateway, Gateway], content_dir: Path
+) -> None:
+    a, b = two_gateways
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def title_on(url: str) -> str:
+            response = await client.post(f"{url}/graphql", json={"query": TITLE})
+            return str(response.json()["data"]["page"]["title"])
+
+        before = await title_on(b.url)  # B caches the page (for CONTENT_TTL)
+        assert before == "About Trailhead Outfitters"
+        page = content_dir / "pages" / "about.yaml"
+        page.write_text(page.read_text().replace(before, "About us, freshly published"))
+        assert await title_on(b.url) == before  # still cached on B
+        hooked = await client.post(
+            f"{a.url}/webhooks/filesystem",
+            json={"pages": ["about"]},
+            headers={"Authorization": f"Bearer {WEBHOOK_SECRET}"},
+        )
+        assert hooked.status_code == 200, hooked.text
+
+        async def fresh_on_b() -> bool:
+            return await title_on(b.url) == "About us, freshly published"
+
+        await eventually(fresh_on_b, 5)
