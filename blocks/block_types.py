@@ -6,7 +6,7 @@ content is loaded; a type without a schema passes through as generic JSON.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,6 +90,33 @@ class TestimonialFields(_Fields):
     rating: int | None = Field(default=None, ge=1, le=5)
 
 
+#: How a recommendations block picks its products (docs/recommendations.md).
+Strategy = Literal[
+    "personalized", "similar", "trending", "recently-viewed", "frequently-bought-together"
+]
+STRATEGIES: tuple[str, ...] = (
+    "personalized",
+    "similar",
+    "trending",
+    "recently-viewed",
+    "frequently-bought-together",
+)
+
+
+class RecommendationsFields(_Fields):
+    """Products the gateway picks when the page is served, by one strategy."""
+
+    title: str = Field(min_length=1)
+    strategy: Strategy
+    limit: int = Field(default=8, ge=1, le=24)
+    #: The product `similar` and `frequently-bought-together` start from; default: the
+    #: product whose `url` is the page's `context.path` (a product page).
+    productId: str | None = Field(default=None, min_length=1, max_length=128)
+    #: Leave out what the visitor bought or has in the cart. Default: yes for the strategies
+    #: that read the visitor anyway; `true` on `trending` or `similar` makes them private.
+    excludeOwned: bool | None = None
+
+
 BLOCK_TYPES: dict[str, type[BaseModel]] = {
     "hero": HeroFields,
     "banner": BannerFields,
@@ -97,6 +124,7 @@ BLOCK_TYPES: dict[str, type[BaseModel]] = {
     "product_grid": ProductGridFields,
     "call_to_action": CallToActionFields,
     "testimonial": TestimonialFields,
+    "recommendations": RecommendationsFields,
 }
 
 

@@ -143,6 +143,10 @@ def profile_attributes(profile: Mapping[str, Any] | None, now: datetime) -> dict
     for key in ("counts", "scores", "userId"):
         if key in profile:
             attributes[key] = profile[key]
+    segment = profile.get("segment")
+    if isinstance(segment, Mapping):
+        # The learned segment (scoring.segments): `segment.label` in conditions and audiences.
+        attributes["segment"] = {k: segment[k] for k in ("id", "label") if k in segment}
     decay = profile.get("decay")
     half_life = DEFAULT_HALF_LIFE_DAYS
     if isinstance(decay, Mapping) and isinstance(decay.get("halfLifeDays"), (int, float)):
@@ -151,6 +155,12 @@ def profile_attributes(profile: Mapping[str, Any] | None, now: datetime) -> dict
         if key in profile:
             attributes[key] = _scores(profile[key], now, half_life)
     attributes["rfm"] = _rfm(traits, now)
+    if profile.get("purchased"):
+        attributes["purchased"] = [
+            item["productId"]
+            for item in profile["purchased"]
+            if isinstance(item, Mapping) and isinstance(item.get("productId"), str)
+        ]
     if "recentlyViewed" in profile:
         attributes["recentlyViewed"] = [
             {k: v for k, v in item.items() if k in ("productId", "category")}

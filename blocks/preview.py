@@ -1,7 +1,7 @@
 """Preview: the page as a simulated visitor sees it (pure).
 
-An editor's preview may simulate audience memberships, override targeting
-attributes by dot path, pick a point in time (for schedules), force a
+An editor's preview may simulate audience memberships, a learned segment,
+override targeting attributes by dot path, pick a point in time (for schedules), force a
 variant per block and force an experiment's variation (QA: the arm is shown
 with reason `preview:forced` and is never an exposure). Every decision a
 preview makes is `individual`, so no cache ever shares it.
@@ -41,6 +41,8 @@ class PreviewSpec:
     forced: Mapping[str, str] = field(default_factory=dict)
     #: Experiment key → the variation index to show.
     variations: Mapping[str, int] = field(default_factory=dict)
+    #: A learned segment to simulate (its label or id); resolved by the caller.
+    segment: str | None = None
 
 
 def check_variations(page: Page, variations: Mapping[str, int]) -> None:

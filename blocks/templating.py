@@ -84,6 +84,7 @@ TEMPLATE_FIELDS: Final[Mapping[str, Any]] = {
             "lastName": None,
         },
         "cart": {"items": None, "value": None, "idleMinutes": None},
+        "segment": {"id": None, "label": None},
         "counts": _OPEN,
         "interests": _OPEN,
         "scores": _OPEN,

@@ -2,9 +2,12 @@
 
 An adapter is a small class with one async protocol method, `fetch_page`
 (by slug; `preview=True` for drafts), plus `list_pages` for tools that walk
-the whole site, `parse_webhook` that authenticates a publish webhook and names
-the pages and blocks it changed (`resolve_webhook`, its async form, may ask the
-CMS which pages the changed items belong to), and `aclose()` with `async with` support for
+the whole site, `fetch_catalog` for the product catalogue recommendations
+draw from (`blocks.catalog`; adapters without one raise
+`CatalogNotConfigured`), `parse_webhook` that authenticates a publish
+webhook and names the pages and blocks it changed (`resolve_webhook`, its
+async form, may ask the CMS which pages the changed items belong to), and
+`aclose()` with `async with` support for
 the clients it holds. Locales travel inside the page (`locales`, `titles`,
 each variant's `localized` overrides), so one fetch serves every locale.
 
@@ -61,8 +64,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+from blocks.catalog import Catalog
 from blocks.parse import ParsedPage
-from cms_adapters.errors import MalformedContent, WebhookRejected
+from cms_adapters.errors import CatalogNotConfigured, MalformedContent, WebhookRejected
 from common.json_input import JSONInputError, loads
 
 
@@ -133,6 +137,14 @@ class CMSAdapter(ABC):
     @abstractmethod
     async def list_pages(self) -> list[str]:
         """The slugs of every page the CMS holds."""
+
+    async def fetch_catalog(self) -> Catalog:
+        """Every product of the catalogue, mapped with `blocks.catalog.parse_catalog`.
+
+        Raises `CatalogNotConfigured` when the CMS holds none (the default),
+        another `CMSError` when it cannot be read now.
+        """
+        raise CatalogNotConfigured(self.name, "this CMS adapter reads no product catalogue")
 
     def parse_webhook(self, request: WebhookRequest) -> ChangedKeys:
         """Authenticate a publish webhook and name what it changed.

@@ -5,7 +5,8 @@ CMSError                 any failure talking to, or reading from, a CMS
 ├── CMSUnauthorized      credentials refused
 ├── CMSRateLimited       the CMS asked us to slow down (`retry_after` seconds)
 ├── CMSUnavailable       the CMS is down, timing out or answering 5xx
-└── MalformedContent     the CMS answered, but the content cannot become a page
+├── MalformedContent     the CMS answered, but the content cannot become a page
+└── CatalogNotConfigured the CMS holds no product catalogue (recommendations have no products)
 
 WebhookRejected          a webhook whose sender could not be verified (not a CMSError)
 """
@@ -54,6 +55,10 @@ class MalformedContent(CMSError):
     ) -> None:
         super().__init__(cms, f"{field}: {message}" if field else message, entry=entry)
         self.field = field
+
+
+class CatalogNotConfigured(CMSError):
+    """The CMS (or its configuration) has no product catalogue to read."""
 
 
 class WebhookRejected(Exception):

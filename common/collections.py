@@ -26,3 +26,5 @@ MODEL_REGISTRY: Final = "models.registry"
 MODEL_STATE: Final = "models.state"
 MODEL_SAMPLES: Final = "models.samples"
 MODEL_DRIFT: Final = "models.drift"
+#: Points of each segmentation's drift over time: segment sizes and spread, no visitor ids.
+SEGMENT_HISTORY: Final = "segments.history"

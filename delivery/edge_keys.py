@@ -1,8 +1,9 @@
 """Edge keys: the signed visitor facts an edge cache keys `audience` pages on.
 
-A page whose decisions read only audience memberships, device, country and
-consent is the same for every visitor with the same values of those facts,
-so an edge cache may share it among them. The browser carries the visitor's
+A page whose decisions read only audience memberships, device, country,
+whether the visitor has product history, and consent is the same for every
+visitor with the same values of those facts, so an edge cache may share it
+among them. The browser carries the visitor's
 key in the `tsr_ek` cookie: an opaque HMAC of *all* their edge facts (the
 edge cannot know which facts a page reads before it has the page), and the
 edge varies its cache on it. Each response also names the key of exactly the
@@ -22,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from blocks.context import TargetingContext
+from blocks.recommendations import HISTORY_FACT, has_history
 from blocks.selection import CONSENT_FACT, EXPERIMENT_FACT
 from common.state_secret import state_secret
 
@@ -51,6 +53,7 @@ class EdgeKeys:
                 "audiences": sorted(context.audiences),
                 "device": context.attributes.get("device"),
                 "country": context.attributes.get("country"),
+                HISTORY_FACT: has_history(context.attributes),
                 CONSENT_FACT: context.personalization_consent,
                 EXPERIMENT_FACT: [list(arm) for arm in arms],
             }
@@ -68,6 +71,8 @@ class EdgeKeys:
                 values[fact] = context.personalization_consent
             elif fact == EXPERIMENT_FACT:
                 values[fact] = [list(arm) for arm in arms]
+            elif fact == HISTORY_FACT:
+                values[fact] = has_history(context.attributes)
             else:
                 values[fact] = context.attributes.get(fact)
         return self._sign(values)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
@@ -38,6 +39,7 @@ from blocks.templating import RenderedFields, render_page
 from cms_adapters.errors import CMSError, ContentNotFound
 from delivery.errors import BadUserInput, ContentUnavailable, PageNotFound
 from delivery.metrics import count_decisions
+from delivery.recommendations import fill_recommendations
 from delivery.request_facts import RequestContext, request_facts
 from delivery.services import Services, VisitorIdentity
 from profiles.reader import ProfileRead
@@ -183,6 +185,19 @@ class Delivery:
         ]
         return pages + self._extra
 
+    def _stale(self, pages: list[AssembledPage], presented: str | None) -> str | None:
+        """The current edge key when the request presented an outdated one.
+
+        A page that is private for this visitor (their product history, say) is
+        never shared, but the edge still serves other pages by the presented key:
+        an outdated one (it says "no history yet") would keep fetching shared
+        copies made for visitors the visitor no longer resembles.
+        """
+        if presented is None or not pages:
+            return None
+        current = _current_key(self.services, pages[0])
+        return current if current is not None and current != presented else None
+
     def policy(self, presented_edge_key: str | None) -> CachePolicy:
         """The response's cache policy: the strictest of everything decided."""
         pages = self.decided()
@@ -194,7 +209,12 @@ class Delivery:
             return CachePolicy("private", keys, reason=self._private[0])
         scope = max((page.cache_scope for page in pages), key=_RANK.__getitem__, default="public")
         if scope == "private":
-            return CachePolicy("private", keys, reason="decisions")
+            return CachePolicy(
+                "private",
+                keys,
+                reason="decisions",
+                refresh_edge_key=self._stale(pages, presented_edge_key),
+            )
         if scope == "public":
             return CachePolicy("public", keys)
         edge_keys = self.services.edge_keys
@@ -211,6 +231,14 @@ class Delivery:
         return CachePolicy(
             "audience", keys, edge_key=current, page_key=edge_keys.page_key(visitor, facts, arms)
         )
+
+
+def _current_key(services: Services, page: AssembledPage) -> str | None:
+    """The visitor's edge key now (None without keys or a readable profile)."""
+    if services.edge_keys is None or not page.context.profile_available:
+        return None
+    arms = services.experiments.arms(page.context, services.allocation)
+    return services.edge_keys.visitor_key(page.context, arms)
 
 
 async def fetch_page(services: Services, slug: str, *, drafts: bool) -> ParsedPage:
@@ -307,8 +335,23 @@ async def _assemble(
         # Experiment assignments to keep (sticky buckets): saved off the request path.
         profile_id = str((read.profile or {}).get("_id") or facts.visitor_id)
         services.sticky.record(profile_id, assignments.sticky_docs)
+    started = time.perf_counter()
     decision, scores = await decide(services, plan_page(page, context, assignments), features)
+    spent = time.perf_counter() - started
     decision, rendered = render_page(page, decision, context, served)
+    # Recommendations blocks get their products (and the scope of what they read).
+    filled = await fill_recommendations(
+        services.recommendations,
+        page,
+        decision,
+        rendered,
+        context,
+        read.profile,
+        path=facts.path,
+        now=services.clock(),
+        spent=spent,
+    )
+    decision, rendered = filled.decision, filled.rendered
     if read.source == "stale":
         # MongoDB missed the budget; the near-cache's copy (the feed is down) stood in.
         decision = mark_stale(decision)
@@ -328,6 +371,7 @@ async def _assemble(
                     scores=scores,
                     now=services.clock(),
                     features=features,
+                    recommendations=filled.shown,
                 )
             ]
         )

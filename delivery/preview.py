@@ -7,6 +7,8 @@ preview marks its response private.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from blocks.context import build_context
 from blocks.experiments import assign_page
 from blocks.preview import PreviewError, PreviewSpec, check_variations, force_variants, simulate
@@ -19,7 +21,9 @@ from delivery.errors import (
     Unauthenticated,
 )
 from delivery.pages import AssembledPage, Delivery, fetch_page, served_locale
+from delivery.recommendations import fill_recommendations
 from delivery.request_facts import RequestContext
+from delivery.services import Services
 
 PREVIEW_REASON = "preview"
 
@@ -33,6 +37,18 @@ def require_preview(principal: Principal | None) -> None:
         )
     if not principal.allows(Permission.PREVIEW):
         raise Forbidden(f"A {principal.kind} key does not allow previews.")
+
+
+def _with_segment(services: Services, spec: PreviewSpec, name: str) -> PreviewSpec:
+    """The spec with the named learned segment among its simulated attributes."""
+    segments = services.segments
+    found = None if segments is None else segments.find(name)
+    if found is None:
+        labels = ", ".join(repr(label) for label in (segments.labels if segments else ()))
+        known = labels or "none (no segmentation is active: `python -m gateway segments train`)"
+        raise BadUserInput(f"preview.segment: no segment {name!r}; segments: {known}")
+    segment = {"id": found["id"], "label": found["label"]}
+    return replace(spec, attributes={**spec.attributes, "segment": segment})
 
 
 async def assemble_preview(
@@ -50,6 +66,8 @@ async def assemble_preview(
     require_preview(principal)
     delivery.mark_private(PREVIEW_REASON)
     services = delivery.services
+    if spec.segment is not None:
+        spec = _with_segment(services, spec, spec.segment)
     parsed = await fetch_page(services, slug, drafts=drafts)
     page = parsed.page
     served = served_locale(page, slug, locale)
@@ -74,6 +92,17 @@ async def assemble_preview(
     except PreviewError as exc:
         raise BadUserInput(str(exc)) from None
     decision, rendered = render_page(page, decision, targeting, served)
+    filled = await fill_recommendations(
+        services.recommendations,
+        page,
+        decision,
+        rendered,
+        targeting,
+        profile,
+        path=facts.path,
+        now=spec.at or services.clock(),
+    )
+    decision, rendered = filled.decision, filled.rendered
     assembled = AssembledPage(
         page=page,
         version=parsed.version,

@@ -13,12 +13,14 @@ from cms_adapters.content_cache import ContentCache
 from delivery.auth import KeyRing
 from delivery.edge_keys import EdgeKeys
 from delivery.experiment_registry import ExperimentRegistry
+from delivery.recommendations import Recommendations
 from profiles.audiences import AudienceCatalog
 from profiles.ingest import Ingestor
 from profiles.reader import BudgetedProfileReader
 from profiles.sticky import StickyBucketWriter
 from profiles.store import ProfileStore
 from scoring.exposures import ExposureLog
+from scoring.segments.serving import SegmentServer
 from scoring.serving import ModelServer
 
 
@@ -50,6 +52,11 @@ class Services:
     sticky: StickyBucketWriter | None = None
     #: The experiments served so far, whose arms edge keys cover.
     experiments: ExperimentRegistry = field(default_factory=ExperimentRegistry)
+    # -- segments and recommendations (issue 15) --
+    #: The active segmentation: assigns profiles at ingestion, names segments for previews.
+    segments: SegmentServer | None = None
+    #: What recommendations blocks are filled from (model, catalogue, trending).
+    recommendations: Recommendations | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from gateway.embedded_supervisor import EmbeddedHealth, EmbeddedSupervisor
 from gateway.events_endpoint import events_endpoint
 from gateway.graphql_endpoint import EdgeOptions, GraphQLEndpoint
 from gateway.last_resort import LastResort
+from gateway.learning import open_recommendations
 from gateway.metrics import metrics_endpoint
 from gateway.observability import telemetry_middleware
 from gateway.persisted_queries import PersistedQueries, SharedQueryStore, configured_manifest
@@ -63,6 +64,7 @@ from resolvers.schema import build_schema
 from scoring.drift_monitor import DriftMonitor
 from scoring.exposures import EXPOSURES, ExposureLog
 from scoring.registry import ModelRegistry, signing_key_from
+from scoring.segments.serving import SegmentServer
 from scoring.serving import ModelServer
 
 logger = logging.getLogger(__name__)
@@ -224,6 +226,14 @@ def create_app(
                 )
             except PyMongoError as exc:
                 logger.warning("indexes not ensured, MongoDB unavailable: %s", exc)
+            registry = ModelRegistry(
+                database,
+                signing_key_from(settings.model_signing_key.get_secret_value(), settings.state_dir),
+            )
+            # Before ingestion: new and changed profiles get their segment as they are written.
+            segments = await stack.enter_async_context(
+                SegmentServer(registry, poll_seconds=settings.model_poll_seconds)
+            )
             near_cache = NearCache(max_bytes=int(settings.profile_cache_mb * 1024 * 1024))
             # Before ingestion starts, so no write is missed by the near-cache.
             feed = await stack.enter_async_context(ProfileFeed(database[PROFILES], near_cache))
@@ -239,6 +249,7 @@ def create_app(
                     window=settings.event_commit_window_ms / 1000.0,
                     on_profile=near_cache.update,
                     close_timeout=shutdown.remaining,
+                    annotate=segments.annotate,
                 )
             )
             await stack.enter_async_context(limiter)
@@ -267,16 +278,20 @@ def create_app(
                     content, sink, redis_url=redis_url, purge_deadline=settings.purge_deadline
                 )
             )
-            registry = ModelRegistry(
-                database,
-                signing_key_from(settings.model_signing_key.get_secret_value(), settings.state_dir),
-            )
             scorer = await stack.enter_async_context(
                 ModelServer(
                     registry,
                     budget=settings.scoring_budget,
                     poll_seconds=settings.model_poll_seconds,
                 )
+            )
+            recommendations = await open_recommendations(
+                stack,
+                registry=registry,
+                database=database,
+                adapter=cms,
+                settings=settings,
+                clock=clock,
             )
             reader = BudgetedProfileReader(
                 store,
@@ -341,6 +356,8 @@ def create_app(
                 edge_keys=EdgeKeys(edge_secret),
                 allocation=Allocation(holdout=settings.experiments_holdout),
                 sticky=sticky,
+                segments=segments,
+                recommendations=recommendations,
             )
             persisted = None
             if settings.persisted_queries != "off":

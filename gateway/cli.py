@@ -1,4 +1,4 @@
-"""Command line: `python -m gateway serve | export-schema | lint | audiences | experiments`."""
+"""Command line: `python -m gateway serve | export-schema | lint | audiences | ...`."""
 
 from __future__ import annotations
 
@@ -57,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway.experiments_cli import add_experiments_command
 
     add_experiments_command(commands)
+    from gateway.recommendations_cli import add_recommendations_command
+    from gateway.segments_cli import add_segments_command
+
+    add_segments_command(commands)
+    add_recommendations_command(commands)
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result

@@ -31,7 +31,13 @@ from pymongo.errors import PyMongoError
 
 from gateway.cli_args import iso_instant
 from scoring.errors import ModelNotFound, NotEnoughData, ScoringError, SignatureMismatch
-from scoring.registry import PROPENSITY_MODEL, VARIANT_MODEL, ModelRegistry, signing_key_from
+from scoring.registry import (
+    MODEL_KINDS,
+    SEGMENTS_MODEL,
+    VARIANT_MODEL,
+    ModelRegistry,
+    signing_key_from,
+)
 
 Database = AsyncDatabase[dict[str, Any]]
 
@@ -76,6 +82,11 @@ def _run(prefix: str, command: Callable[[Database, ModelRegistry], Awaitable[int
     except PyMongoError as exc:
         print(f"{prefix}: MongoDB unavailable: {exc}", file=sys.stderr)
         return 2
+
+
+#: The same runner and refusal for the other model commands (segments, recommendations).
+run_with_registry = _run
+Unusable = _Unusable
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -152,6 +163,11 @@ def _activate(args: argparse.Namespace) -> int:
     async def command(database: Database, registry: ModelRegistry) -> int:
         info = await registry.activate(args.version)
         print(f"activated {info.version} ({info.kind}); gateways pick it up on their next poll")
+        if info.kind == SEGMENTS_MODEL:
+            from gateway.segments_cli import apply_active
+
+            counts = await apply_active(database, registry)
+            print(f"{counts.get('written', 0)} profiles reassigned to its segments")
         return 0
 
     return _run("models activate", command)
@@ -160,6 +176,10 @@ def _activate(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     async def command(database: Database, registry: ModelRegistry) -> int:
         previous = await registry.rollback(args.kind)
+        if args.kind == SEGMENTS_MODEL:
+            from gateway.segments_cli import apply_active
+
+            await apply_active(database, registry)
         if previous is None:
             print(f"rolled back: no {args.kind} model is active now (variants rank by priority)")
         else:
@@ -218,15 +238,13 @@ def add_models_commands(commands: Any) -> None:
     models = commands.add_parser("models", help="list, activate, roll back models; drift")
     actions = models.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="registered versions, newest first (* = active)")
-    listing.add_argument("--kind", choices=[VARIANT_MODEL, PROPENSITY_MODEL])
+    listing.add_argument("--kind", choices=MODEL_KINDS)
     listing.set_defaults(handler=_list)
     activate = actions.add_parser("activate", help="serve VERSION (its signature is verified)")
     activate.add_argument("version")
     activate.set_defaults(handler=_activate)
     rollback = actions.add_parser("rollback", help="re-activate the previous version")
-    rollback.add_argument(
-        "--kind", default=VARIANT_MODEL, choices=[VARIANT_MODEL, PROPENSITY_MODEL]
-    )
+    rollback.add_argument("--kind", default=VARIANT_MODEL, choices=MODEL_KINDS)
     rollback.set_defaults(handler=_rollback)
     drift = actions.add_parser("drift", help="compare recent traffic with the training sample")
     drift.add_argument("--hours", type=float, default=24.0, help="recent = the last N hours")

@@ -177,6 +177,16 @@ class Settings(BaseSettings):
         description="Share of visitors in the global holdout: never in any experiment.",
     )
     sticky_bucket_queue_size: int = Field(default=10_000, ge=1)
+    # Segments and recommendations (issue 15).
+    catalog_refresh_seconds: float = Field(
+        default=300.0, gt=0, description="How often the product catalogue is read from the CMS."
+    )
+    trending_hours: float = Field(
+        default=72.0, gt=0, description="The recent window `trending` recommendations count."
+    )
+    trending_refresh_seconds: float = Field(
+        default=300.0, gt=0, description="How often the trending products are recounted."
+    )
 
     # Edge purge (issue 11): publish webhooks purge these edge caches by surrogate key.
     varnish_urls: str = Field(

@@ -212,6 +212,7 @@ class Ingestor(Service):
         submit_timeout: float = 2.0,
         close_timeout: Timeout = 10.0,
         on_profile: Callable[[Doc], None] | None = None,
+        annotate: Callable[[Doc, datetime], None] | None = None,
     ) -> None:
         self.database = database
         journaled = WriteConcern(w=1, j=True)
@@ -233,6 +234,8 @@ class Ingestor(Service):
         self.close_timeout = close_timeout
         #: Told of every profile written (the near-cache's `update`).
         self.on_profile = on_profile
+        #: Adds what models derive from a profile before it is written (its segment).
+        self.annotate = annotate
         self.commits = 0
         self.problems = ProblemLog()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -620,6 +623,8 @@ class Ingestor(Service):
             )
             if updated is None:  # this commit is already in the profile
                 return current
+            if self.annotate is not None:
+                self.annotate(updated, now)
             if current is None:
                 # A new profile starts from the configured consent defaults.
                 defaults = {

@@ -23,6 +23,8 @@ from profiles.validation import Event
 
 SESSION_GAP = timedelta(minutes=30)
 RECENTLY_VIEWED = 20
+# Products bought (the latest purchase of each), so recommendations can leave them out.
+PURCHASED = 50
 # Commits whose events a profile already holds (so reconciliation never re-applies).
 RECENT_COMMITS = 64
 MAX_CART_LINES = 50
@@ -162,6 +164,18 @@ def _apply_one(doc: dict[str, Any], event: Event, half_life: float) -> None:
         _cart_totals(cart)
         doc["cart"] = cart
     elif event.type is EventType.PURCHASE:
+        # What was bought: the product named, else the cart being checked out.
+        bought = (
+            [product]
+            if isinstance(product, str)
+            else [line.get("productId") for line in _cart(doc)["lines"]]
+        )
+        earlier = [
+            item for item in doc.get("purchased") or () if item.get("productId") not in bought
+        ]
+        items = [{"productId": p, "at": at} for p in dict.fromkeys(bought) if isinstance(p, str)]
+        if items:
+            doc["purchased"] = [*items, *earlier][:PURCHASED]
         revenue = props.get("revenue")
         if revenue is None:
             revenue = float(props.get("price", 0.0)) * int(props.get("quantity", 1))
@@ -232,6 +246,8 @@ def bound(doc: dict[str, Any], now: datetime, half_life: float) -> None:
             doc[key] = _top(scores, limit, now, half_life)
     if isinstance(doc.get("recentlyViewed"), list):
         doc["recentlyViewed"] = doc["recentlyViewed"][:RECENTLY_VIEWED]
+    if isinstance(doc.get("purchased"), list):
+        doc["purchased"] = doc["purchased"][:PURCHASED]
     cart = doc.get("cart")
     if isinstance(cart, dict) and len(cart.get("lines") or ()) > MAX_CART_LINES:
         cart["lines"] = list(cart["lines"])[-MAX_CART_LINES:]
@@ -326,6 +342,9 @@ def merge_profiles(
     viewed = [*(doc.get("recentlyViewed") or ()), *(source.get("recentlyViewed") or ())]
     if viewed:
         doc["recentlyViewed"] = _merge_lists(viewed, "productId", RECENTLY_VIEWED)
+    bought = [*(doc.get("purchased") or ()), *(source.get("purchased") or ())]
+    if bought:
+        doc["purchased"] = _merge_lists(bought, "productId", PURCHASED)
     t_cart, s_cart = _cart(doc), _cart(dict(source))
     if s_cart["lines"]:
         lines = {line.get("productId"): dict(line) for line in t_cart["lines"]}

@@ -52,6 +52,11 @@ class PreviewInput:
         default=None,
         description="Force these experiment variations, even in a draft experiment.",
     )
+    segment: str | None = strawberry.field(
+        default=None,
+        description="Simulate a visitor in this learned segment of the active segmentation "
+        "(its label, e.g. `frequent · outdoor · mobile`, or its id).",
+    )
     drafts: bool = strawberry.field(
         default=True, description="Show unpublished content where the CMS has it."
     )
@@ -88,4 +93,5 @@ class PreviewInput:
             at=at,
             forced=forced,
             variations=variations,
+            segment=self.segment,
         )

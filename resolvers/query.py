@@ -16,7 +16,7 @@ from delivery.preview import assemble_preview
 from resolvers.context import GraphQLContext
 from resolvers.inputs import RequestContextInput
 from resolvers.preview import PreviewInput
-from resolvers.types import CacheScope, Page, Visitor, build_block
+from resolvers.types import CacheScope, Page, Segment, Visitor, build_block
 
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
@@ -37,6 +37,10 @@ def jsonable(value: object) -> object:
 def visitor_view(attributes: dict[str, object], visitor_id: str, available: bool) -> Visitor:
     """The `Visitor` object for a targeting context's attributes."""
     audiences = attributes.get("audiences")
+    segment = attributes.get("segment")
+    learned = None
+    if isinstance(segment, dict) and isinstance(segment.get("id"), int):
+        learned = Segment(id=segment["id"], label=str(segment.get("label") or ""))
     return Visitor(
         id=strawberry.ID(visitor_id),
         known=bool(attributes.get("known", False)),
@@ -44,6 +48,7 @@ def visitor_view(attributes: dict[str, object], visitor_id: str, available: bool
         traits=cast(JSON, jsonable(attributes.get("traits", {}))),
         cart=cast(JSON, jsonable(attributes.get("cart", {}))),
         personalized=available,
+        segment=learned,
     )
 
 

@@ -135,6 +135,36 @@ class ProductGridBlock(Block):
     products: list[Product]
 
 
+@strawberry.enum(description="How a recommendations block picks its products.")
+class RecommendationStrategy(Enum):
+    PERSONALIZED = "personalized"
+    SIMILAR = "similar"
+    TRENDING = "trending"
+    RECENTLY_VIEWED = "recently-viewed"
+    FREQUENTLY_BOUGHT_TOGETHER = "frequently-bought-together"
+
+
+@strawberry.type(
+    description="Products picked for this page view by a strategy: personalized (the visitor's "
+    "history), similar (to a product), trending, recently viewed, frequently bought together. "
+    "Send a `click` event with `blockId`, `variantId` and `properties.productId` when one is "
+    "clicked."
+)
+class RecommendationsBlock(Block):
+    title: str
+    strategy: RecommendationStrategy
+    products: list[Product]
+    source: str = strawberry.field(
+        description="What produced the products: `hybrid`, `popularity` (no history yet), "
+        "`similar`, `together`, `trending`, `profile` (recently viewed), or "
+        "`fallback:<why>` (`timeout`, `error`, `no-model`, `no-product`, `empty`: trending "
+        "products stood in)."
+    )
+    model_version: str | None = strawberry.field(
+        description="The recommendation model version asked, when a model was."
+    )
+
+
 @strawberry.type(description="A prompt with one button.")
 class CallToActionBlock(Block):
     heading: str
@@ -186,6 +216,14 @@ _BUILDERS: dict[str, Callable[[_Common, Mapping[str, Any]], Block]] = {
     "call_to_action": lambda c, f: CallToActionBlock(
         **c, heading=f["heading"], body=f.get("body"), button=Link(**f["button"])
     ),
+    "recommendations": lambda c, f: RecommendationsBlock(
+        **c,
+        title=f["title"],
+        strategy=RecommendationStrategy(f["strategy"]),
+        products=[_product(p) for p in f.get("products") or ()],
+        source=str(f.get("source") or ""),
+        model_version=f.get("modelVersion"),
+    ),
     "testimonial": lambda c, f: TestimonialBlock(
         **c, quote=f["quote"], author=f["author"], role=f.get("role"), rating=f.get("rating")
     ),
@@ -221,6 +259,7 @@ BLOCK_TYPES: list[type[Block]] = [
     ProductGridBlock,
     CallToActionBlock,
     TestimonialBlock,
+    RecommendationsBlock,
     GenericBlock,
 ]
 
@@ -253,6 +292,15 @@ class Page:
     )
 
 
+@strawberry.type(description="A learned segment: visitors who behave alike (k-means).")
+class Segment:
+    id: int = strawberry.field(description="The segment's number in its segmentation.")
+    label: str = strawberry.field(
+        description="Its most distinctive features, e.g. `frequent · outdoor · mobile`; "
+        'target it with `{"segment.label": ...}`.'
+    )
+
+
 @strawberry.type(description="What Tessera knows about the current visitor.")
 class Visitor:
     id: strawberry.ID
@@ -261,3 +309,8 @@ class Visitor:
     traits: JSON
     cart: JSON
     personalized: bool = strawberry.field(description="False when the profile was unavailable.")
+    segment: Segment | None = strawberry.field(
+        default=None,
+        description="The visitor's learned segment, once a segmentation is active and has "
+        "assigned them (at their next event, or by `segments train --activate`).",
+    )

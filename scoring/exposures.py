@@ -50,8 +50,13 @@ def exposure_document(
     scores: Scores | None,
     now: datetime,
     features: Snapshot | None = None,
+    recommendations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One exposure document for a served page view, holding one entry per block."""
+    """One exposure document for a served page view, holding one entry per block.
+
+    `recommendations` (block id → strategy, source, items, model version) says
+    which products each recommendations block showed, for online evaluation.
+    """
     if features is None:
         features = visitor_snapshot(context)
     blocks: list[dict[str, Any]] = []
@@ -79,6 +84,9 @@ def exposure_document(
             "modelVersion": record.model_version,
             "candidates": candidates,
         }
+        shown = (recommendations or {}).get(block.id)
+        if shown is not None:
+            entry["recommendations"] = dict(shown)
         if record.experiment is not None and record.in_experiment:
             # An experiment exposure (issue 14): what `experiments/` analyses.
             entry["experiment"] = record.experiment

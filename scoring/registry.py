@@ -40,6 +40,12 @@ SAMPLES = collections.MODEL_SAMPLES
 VARIANT_MODEL = "variant"
 #: The kind of the visitor-level purchase-propensity model.
 PROPENSITY_MODEL = "propensity"
+#: The kind of the product recommendation models (`scoring.recommendations`).
+RECOMMENDATIONS_MODEL = "recommendations"
+#: The kind of the learned visitor segments (`scoring.segments`).
+SEGMENTS_MODEL = "segments"
+#: Every kind the registry holds.
+MODEL_KINDS = (VARIANT_MODEL, PROPENSITY_MODEL, RECOMMENDATIONS_MODEL, SEGMENTS_MODEL)
 
 
 @dataclass(frozen=True, slots=True)

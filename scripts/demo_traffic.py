@@ -17,6 +17,17 @@ from `decision { experiment variation }`), sometimes clicks the hero, and
 buys with a hidden rate per arm (the deadline headline sells better). Then:
 
     python -m gateway experiments report sale-hero-headline
+
+Each visitor also browses the catalogue as a shopper with a hidden taste
+(`scoring.recommendations.synthetic`): one or two sessions of product views,
+carts and sometimes a purchase, on their device. That is what segments and
+recommendations learn from:
+
+    python -m gateway segments train --activate
+    python -m gateway recommendations train --activate
+    curl ... '{ visitor { segment { id label } } }'     # with X-Visitor-Id: demo-traffic-...
+
+(`--no-browse` sends only the sale-page traffic.)
 """
 
 from __future__ import annotations
@@ -27,8 +38,14 @@ import random
 import sys
 import uuid
 from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import httpx
+
+from cms_adapters.filesystem import FilesystemAdapter
+from gateway.settings import DEMO_CONTENT_DIR
+from scoring.recommendations.synthetic import World, make_shoppers, make_world, session_events
 
 BLOCK = "sale-cta"
 HERO = "sale-hero"
@@ -78,8 +95,23 @@ def experiment_events(
     return events, arm, bought
 
 
+def browsing(
+    world: World, visitor: str, device: str, rng: random.Random
+) -> list[dict[str, object]]:
+    """One or two shopping sessions of a shopper with a hidden taste, stamped by the gateway."""
+    shopper = make_shoppers(world, 1, rng, prefix="unused")[0]
+    shopper = replace(shopper, visitor_id=visitor, device=device.lower())
+    events: list[dict[str, object]] = []
+    for _ in range(rng.randint(1, 2)):
+        events.extend(session_events(world, shopper, datetime.now(UTC), rng))
+    for event in events:
+        del event["timestamp"]  # now: the gateway's clock (events are kept in order)
+        event["eventId"] = uuid.uuid4().hex  # fresh ids: a rerun with the same seed is new data
+    return events
+
+
 async def visit(
-    client: httpx.AsyncClient, key: str, rng: random.Random
+    client: httpx.AsyncClient, key: str, rng: random.Random, world: World | None = None
 ) -> tuple[str, str, bool, str, str | None, bool]:
     """One visitor: three page views, the sale page, maybe a click (and the experiment's)."""
     visitor = f"demo-traffic-{uuid.uuid4().hex[:12]}"
@@ -104,6 +136,8 @@ async def visit(
     )
     if clicked:
         events.append(_event("click", visitor, blockId=BLOCK, variantId=variant))
+    if world is not None:
+        events.extend(browsing(world, visitor, device, rng))
     if events:
         (await client.post("/v1/events", json=events, headers=auth)).raise_for_status()
     model = block["decision"]["modelVersion"] or "no model"
@@ -112,6 +146,10 @@ async def visit(
 
 async def main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
+    world = None
+    if args.browse:
+        catalog = await FilesystemAdapter(DEMO_CONTENT_DIR).fetch_catalog()
+        world = make_world(catalog, random.Random(args.seed))
     served: Counter[tuple[str, str]] = Counter()
     clicks: Counter[tuple[str, str]] = Counter()
     models: Counter[str] = Counter()
@@ -119,7 +157,7 @@ async def main(args: argparse.Namespace) -> int:
     buyers: Counter[str] = Counter()
     async with httpx.AsyncClient(base_url=args.url, timeout=10) as client:
         for _ in range(args.visitors):
-            device, variant, clicked, model, arm, bought = await visit(client, args.key, rng)
+            device, variant, clicked, model, arm, bought = await visit(client, args.key, rng, world)
             served[device, variant] += 1
             clicks[device, variant] += clicked
             models[model] += 1
@@ -144,4 +182,10 @@ if __name__ == "__main__":
     parser.add_argument("--key", default="pk_demo", help="a publishable key of the gateway")
     parser.add_argument("--visitors", type=int, default=600)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--browse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also browse and buy catalogue products (what segments and recommendations learn)",
+    )
     sys.exit(asyncio.run(main(parser.parse_args())))

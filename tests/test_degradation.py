@@ -22,6 +22,7 @@ DEFAULTS = {
     "site-banner": "free-shipping",
     "home-hero": "default",
     "home-products": "bestsellers",
+    "home-recommendations": "for-you",
     "home-story": "default",
     "home-testimonial": "default",
     "home-cta": "newsletter",

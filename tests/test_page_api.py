@@ -50,6 +50,7 @@ async def test_page_shape_blocks_in_order_with_typed_fields(client: httpx.AsyncC
         "site-banner",
         "home-hero",
         "home-products",
+        "home-recommendations",
         "home-story",
         "home-testimonial",
         "home-cta",

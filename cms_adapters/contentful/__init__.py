@@ -7,6 +7,8 @@ Links are resolved from the response's `includes` (`include=3`); links
 Contentful leaves out (unpublished or deleted entries) are skipped, as the
 Delivery API itself does. Assets become images `{url, alt, width, height}`.
 
+Products for recommendations are `product` entries (`fetch_catalog`).
+
 Entries are fetched with `locale=*`, so one request brings every locale: each
 field is read in the space's default locale (asked once from `/locales`),
 a page's other `title` locales become `titles`, and a variant's other
@@ -21,9 +23,10 @@ from typing import Any
 
 import httpx
 
+from blocks.catalog import Catalog, parse_catalog
 from blocks.parse import ParsedPage
 from cms_adapters.base import ChangedKeys, WebhookRequest
-from cms_adapters.errors import ContentNotFound, MalformedContent
+from cms_adapters.errors import CatalogNotConfigured, ContentNotFound, MalformedContent
 from cms_adapters.http import HttpAdapter, Sleep
 from cms_adapters.mapping import as_object, to_parsed
 from cms_adapters.webhooks import verify_contentful
@@ -140,6 +143,32 @@ class ContentfulAdapter(HttpAdapter):
             skip += len(body["items"])
             if not body["items"] or skip >= int(body.get("total", 0)):
                 return sorted(slugs)
+
+    async def fetch_catalog(self) -> Catalog:
+        """Every published `product` entry (1000 per request), images resolved."""
+        default = await self.default_locale()
+        documents: list[Any] = []
+        skip = 0
+        while True:
+            params = {
+                "content_type": "product",
+                "include": 1,
+                "limit": PAGE_SIZE,
+                "skip": skip,
+                "order": "fields.sku",
+                "locale": "*",
+            }
+            try:
+                body = await self._entries(params, preview=False, entry="products")
+            except MalformedContent as exc:
+                if exc.field == "request":  # HTTP 400: the space has no `product` type
+                    raise CatalogNotConfigured(self.name, exc.message) from None
+                raise
+            links = _index_includes(body.get("includes"))
+            documents += [_resolve(item, links, 0, default) for item in body["items"]]
+            skip += len(body["items"])
+            if not body["items"] or skip >= int(body.get("total", 0)):
+                return parse_catalog(documents, source=self.name, path="product entries")
 
     def parse_webhook(self, request: WebhookRequest) -> ChangedKeys:
         """Verify Contentful's request signature, then map the entity to pages or blocks."""

@@ -34,7 +34,7 @@ module.exports = function (migration) {
   block.createField('blockId').name('Block id').type('Symbol').required(true)
     .validations([{ unique: true }]);
   block.createField('type').name('Type').type('Symbol').required(true)
-    .validations([{ in: ['hero', 'banner', 'rich_text', 'product_grid', 'call_to_action', 'testimonial'] }]);
+    .validations([{ in: ['hero', 'banner', 'rich_text', 'product_grid', 'call_to_action', 'testimonial', 'recommendations'] }]);
   block.createField('variants').name('Variants').type('Array').required(true)
     .items({ type: 'Link', linkType: 'Entry', validations: [{ linkContentType: ['variant'] }] });
 
@@ -51,4 +51,24 @@ module.exports = function (migration) {
   page.createField('titles').name('Localized titles').type('Object');
   page.createField('blocks').name('Blocks').type('Array').required(true)
     .items({ type: 'Link', linkType: 'Entry', validations: [{ linkContentType: ['block'] }] });
+
+  // The product catalogue recommendations blocks draw from (docs/recommendations.md).
+  const product = migration.createContentType('product', {
+    name: 'Product',
+    displayField: 'name',
+    description: 'A product of the catalogue, recommended by Tessera.',
+  });
+  product.createField('sku').name('SKU').type('Symbol').required(true)
+    .validations([{ unique: true }]);
+  product.createField('name').name('Name').type('Symbol').required(true);
+  product.createField('price').name('Price').type('Number').required(true)
+    .validations([{ range: { min: 0 } }]);
+  product.createField('currency').name('Currency').type('Symbol')
+    .validations([{ regexp: { pattern: '^[A-Z]{3}$' } }]);
+  product.createField('category').name('Category').type('Symbol');
+  product.createField('tags').name('Tags').type('Array').items({ type: 'Symbol' });
+  product.createField('url').name('Product page URL').type('Symbol');
+  product.createField('image').name('Image').type('Link').linkType('Asset');
+  product.createField('brand').name('Brand').type('Symbol');
+  product.createField('description').name('Description').type('Text');
 };

@@ -4,7 +4,8 @@ A page is one `pages` item found by `filter[slug][_eq]`; its `blocks` field is
 a many-to-any relation (junction `pages_blocks`: `collection`, `item`, `sort`)
 to `blocks` items, whose one-to-many `variants` are `block_variants` items
 (schema snapshot: `cms_adapters/directus/snapshot.json`, editor guide:
-docs/cms/directus.md). Published means `status = published`; preview serves
+docs/cms/directus.md). Products for recommendations are `products` items
+(`fetch_catalog`). Published means `status = published`; preview serves
 the latest state of every item whatever its status. Translations use Directus'
 translations interface: `pages.translations` (`languages_code`, `title`) become
 the page's `titles`, `block_variants.translations` (`languages_code`, `fields`)
@@ -30,9 +31,16 @@ import asyncio
 import logging
 from typing import Any
 
+from blocks.catalog import Catalog, parse_catalog
 from blocks.parse import ParsedPage
 from cms_adapters.base import ChangedKeys, WebhookRequest
-from cms_adapters.errors import CMSError, ContentNotFound, MalformedContent
+from cms_adapters.errors import (
+    CatalogNotConfigured,
+    CMSError,
+    CMSUnauthorized,
+    ContentNotFound,
+    MalformedContent,
+)
 from cms_adapters.http import BearerHttpAdapter
 from cms_adapters.mapping import as_object, to_parsed
 from cms_adapters.webhooks import require_secret
@@ -64,6 +72,26 @@ PAGE_FIELDS = ",".join(
         "blocks.item:blocks.variants.image.height",
         "blocks.item:blocks.variants.translations.languages_code",
         "blocks.item:blocks.variants.translations.fields",
+    ]
+)
+
+
+PRODUCT_FIELDS = ",".join(
+    [
+        "sku",
+        "name",
+        "price",
+        "currency",
+        "category",
+        "tags",
+        "url",
+        "brand",
+        "description",
+        "image.id",
+        "image.title",
+        "image.description",
+        "image.width",
+        "image.height",
     ]
 )
 
@@ -144,6 +172,36 @@ class DirectusAdapter(BearerHttpAdapter):
         }
         image.update({k: file[k] for k in ("width", "height") if file.get(k)})
         return {**variant, "image": image}
+
+    async def fetch_catalog(self) -> Catalog:
+        """Every published `products` item, 100 per request, images as asset URLs."""
+        documents: list[Any] = []
+        offset = 0
+        while True:
+            params = {
+                "fields": PRODUCT_FIELDS,
+                "filter[status][_eq]": "published",
+                "sort": "sku",
+                "limit": PAGE_SIZE,
+                "offset": offset,
+            }
+            try:
+                body = await self._get_json("/items/products", params=params, entry="products")
+            except (ContentNotFound, CMSUnauthorized) as exc:
+                # Directus answers 403 for a collection that does not exist (or is not shared
+                # with the token); a 401 is a bad token, and stays one.
+                if isinstance(exc, CMSUnauthorized) and "HTTP 403" not in exc.message:
+                    raise
+                raise CatalogNotConfigured(self.name, exc.message) from None
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                raise MalformedContent(
+                    self.name, "not an items response", entry="products", field="data"
+                )
+            documents += [self._variant(item) for item in data]
+            if len(data) < PAGE_SIZE:
+                return parse_catalog(documents, source=self.name, path="products")
+            offset += PAGE_SIZE
 
     async def list_pages(self) -> list[str]:
         """Every published page slug, 100 per request."""

@@ -3,8 +3,9 @@
 A page is one `page` document found by `slug.current`; its `blocks` array
 references `tesseraBlock` documents (`->`; Sanity reserves the name `block`),
 whose `variants` are inline `variant` objects (schema:
-`cms_adapters/sanity/schema.js`, editor guide: docs/cms/sanity.md). Drafts
-come from `perspective=drafts`, which needs a token with read access.
+`cms_adapters/sanity/schema.js`, editor guide: docs/cms/sanity.md). Products
+for recommendations are `product` documents (`fetch_catalog`). Drafts come
+from `perspective=drafts`, which needs a token with read access.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from blocks.catalog import Catalog, parse_catalog
 from blocks.parse import ParsedPage
 from cms_adapters.base import ChangedKeys, WebhookRequest
 from cms_adapters.errors import ContentNotFound, MalformedContent
@@ -31,6 +33,13 @@ PAGE_QUERY = (
     '"image": select(defined(image.asset) => {"url": image.asset->url, "alt": image.alt, '
     '"width": image.asset->metadata.dimensions.width, '
     '"height": image.asset->metadata.dimensions.height})}}}'
+)
+PRODUCTS_QUERY = (
+    '*[_type == "product" && defined(sku)] | order(sku asc)[$start...$end]{'
+    "sku, name, price, currency, category, tags, url, brand, description, "
+    '"image": select(defined(image.asset) => {"url": image.asset->url, "alt": image.alt, '
+    '"width": image.asset->metadata.dimensions.width, '
+    '"height": image.asset->metadata.dimensions.height})}'
 )
 SLUGS_QUERY = (
     '*[_type == "page" && defined(slug.current)] | order(slug.current asc)'
@@ -95,6 +104,22 @@ class SanityAdapter(HttpAdapter):
             # A reference to a missing (deleted, unpublished) block projects to null.
             result = {**result, "blocks": [block for block in blocks if block is not None]}
         return to_parsed(self.name, entry, result, slug)
+
+    async def fetch_catalog(self) -> Catalog:
+        """Every published `product` document, 1000 per query."""
+        documents: list[Any] = []
+        start = 0
+        while True:
+            params = {"start": start, "end": start + PAGE_SIZE}
+            result = await self._query(PRODUCTS_QUERY, params, "published", "products")
+            if not isinstance(result, list):
+                raise MalformedContent(
+                    self.name, "the products are not a list", entry="products", field="result"
+                )
+            documents += result
+            if len(result) < PAGE_SIZE:
+                return parse_catalog(documents, source=self.name, path="products")
+            start += PAGE_SIZE
 
     async def list_pages(self) -> list[str]:
         """Every page slug, 1000 per query."""

@@ -6,7 +6,7 @@
 // Sanity reserves `block` (Portable Text), and `sanity schema validate` refuses it.
 import {defineArrayMember, defineField, defineType} from 'sanity'
 
-const BLOCK_TYPES = ['hero', 'banner', 'rich_text', 'product_grid', 'call_to_action', 'testimonial']
+const BLOCK_TYPES = ['hero', 'banner', 'rich_text', 'product_grid', 'call_to_action', 'testimonial', 'recommendations']
 const json = (name, title) => defineField({name, title, type: 'text', rows: 4})
 
 export const variant = defineType({
@@ -59,4 +59,23 @@ export const page = defineType({
   ],
 })
 
-export const schemaTypes = [page, block, variant]
+// The product catalogue recommendations blocks draw from (docs/recommendations.md).
+export const product = defineType({
+  name: 'product',
+  title: 'Product',
+  type: 'document',
+  fields: [
+    defineField({name: 'sku', title: 'SKU', type: 'string', validation: (r) => r.required()}),
+    defineField({name: 'name', title: 'Name', type: 'string', validation: (r) => r.required()}),
+    defineField({name: 'price', title: 'Price', type: 'number', validation: (r) => r.required().min(0)}),
+    defineField({name: 'currency', title: 'Currency', type: 'string', initialValue: 'USD'}),
+    defineField({name: 'category', title: 'Category', type: 'string'}),
+    defineField({name: 'tags', title: 'Tags', type: 'array', of: [{type: 'string'}]}),
+    defineField({name: 'url', title: 'Product page URL', type: 'string'}),
+    defineField({name: 'image', title: 'Image', type: 'image', fields: [{name: 'alt', type: 'string', title: 'Alternative text'}]}),
+    defineField({name: 'brand', title: 'Brand', type: 'string'}),
+    defineField({name: 'description', title: 'Description', type: 'text'}),
+  ],
+})
+
+export const schemaTypes = [page, block, variant, product]

@@ -3,7 +3,8 @@
 A page is one `page` document found by `filters[slug][$eq]`; its `blocks`
 dynamic zone holds `tessera.block` components whose repeatable `variants`
 are `tessera.variant` components (schemas under `cms_adapters/strapi/schema/`,
-editor guide: docs/cms/strapi.md). `populate` fetches the zone, the variants
+editor guide: docs/cms/strapi.md). Products for recommendations are `product`
+documents (`fetch_catalog`). `populate` fetches the zone, the variants
 and their `image` media in one request; `status=draft` serves drafts.
 
 Locales: Strapi 5 returns one locale per request (`locale=all` is gone). The
@@ -25,9 +26,10 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from blocks.catalog import Catalog, parse_catalog
 from blocks.parse import ParsedPage
 from cms_adapters.base import ChangedKeys, WebhookRequest
-from cms_adapters.errors import ContentNotFound, MalformedContent
+from cms_adapters.errors import CatalogNotConfigured, ContentNotFound, MalformedContent
 from cms_adapters.http import BearerHttpAdapter
 from cms_adapters.mapping import as_object, to_parsed
 from cms_adapters.webhooks import require_secret
@@ -109,6 +111,32 @@ class StrapiAdapter(BearerHttpAdapter):
         }
         image.update({k: media[k] for k in ("width", "height") if media.get(k)})
         return {**variant, "image": image}
+
+    async def fetch_catalog(self) -> Catalog:
+        """Every published `product` document (`/api/products`), its `image` populated."""
+        documents: list[Any] = []
+        page = 1
+        while True:
+            params = {
+                "populate": "image",
+                "sort": "sku:asc",
+                "pagination[page]": page,
+                "pagination[pageSize]": PAGE_SIZE,
+            }
+            try:
+                body = await self._get_json("/api/products", params=params, entry="products")
+            except ContentNotFound:
+                raise CatalogNotConfigured(self.name, "no product collection type") from None
+            data = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(data, list):
+                raise MalformedContent(
+                    self.name, "not a collection response", entry="products", field="data"
+                )
+            documents += [self._variant(item) for item in data]
+            pagination = ((body.get("meta") or {}).get("pagination")) or {}
+            if page >= int(pagination.get("pageCount", page)):
+                return parse_catalog(documents, source=self.name, path="products")
+            page += 1
 
     async def list_pages(self) -> list[str]:
         """Every published page slug, page by page."""

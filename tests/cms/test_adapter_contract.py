@@ -10,7 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cms_adapters.base import ChangedKeys, CMSAdapter
-from cms_adapters.errors import ContentNotFound, MalformedContent, WebhookRejected
+from cms_adapters.errors import (
+    CatalogNotConfigured,
+    ContentNotFound,
+    MalformedContent,
+    WebhookRejected,
+)
 from tests.cms.vendors import HTTP_VENDORS, FakeFilesystem, FakeVendor
 
 VENDORS = ["filesystem", *HTTP_VENDORS]
@@ -116,3 +121,51 @@ async def test_a_tampered_webhook_body_is_rejected_where_bodies_are_signed(
             adapter.parse_webhook(tampered)
     else:  # shared-secret schemes authenticate the sender, not the body
         assert adapter.parse_webhook(tampered) == ChangedKeys(pages=frozenset({"about"}))
+
+
+async def test_the_catalogue_maps_products_and_names_the_bad_ones(
+    vendor: FakeVendor, adapter: CMSAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = type(adapter).__module__
+    if hasattr(__import__(module, fromlist=["PAGE_SIZE"]), "PAGE_SIZE"):
+        monkeypatch.setattr(f"{module}.PAGE_SIZE", 2)  # force pagination over 3 products
+    catalog = await adapter.fetch_catalog()
+    assert catalog.source == adapter.name
+    assert sorted(catalog.skus) == ["ROPE-9", "TENT-2P"]
+    tent = catalog.get("TENT-2P")
+    assert tent is not None
+    assert (tent.name, tent.price, tent.currency, tent.category) == (
+        "Ridgeline 2P Tent",
+        329.0,
+        "USD",
+        "outdoor",
+    )
+    assert (tent.tags, tent.url, tent.brand) == (("tent", "camping"), "/p/tent-2p", "Ridgeline")
+    assert tent.description == "Two people, three seasons."
+    assert tent.image is not None
+    assert tent.image["url"].startswith(("/img/", "https://", "http://"))
+    assert tent.image["alt"] == "Ridgeline 2P Tent"
+    rope = catalog.get("ROPE-9")
+    assert rope is not None
+    assert (rope.category, rope.tags, rope.image, rope.currency) == (
+        "climbing",
+        ("rope",),
+        None,
+        "USD",
+    )
+    assert catalog.by_url("/p/rope-9") is rope
+    [problem] = catalog.problems
+    assert problem.path.endswith(".price")
+    assert "greater than or equal to 0" in problem.message
+
+
+async def test_a_cms_without_products_says_so(vendor: FakeVendor, adapter: CMSAdapter) -> None:
+    vendor.catalog = False
+    vendor.sync()
+    if vendor.name == "sanity":
+        # GROQ finds no product document: a catalogue, empty.
+        assert len(await adapter.fetch_catalog()) == 0
+        return
+    with pytest.raises(CatalogNotConfigured) as info:
+        await adapter.fetch_catalog()
+    assert info.value.cms == adapter.name

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from cms_adapters.contentful import ContentfulAdapter
 from cms_adapters.directus import DirectusAdapter
 from cms_adapters.filesystem import FilesystemAdapter
 from cms_adapters.mapping import page_document
-from cms_adapters.sanity import PAGE_QUERY, SLUGS_QUERY, SanityAdapter
+from cms_adapters.sanity import PAGE_QUERY, PRODUCTS_QUERY, SLUGS_QUERY, SanityAdapter
 from cms_adapters.strapi import StrapiAdapter
 from cms_adapters.webhooks import contentful_signature, sanity_signature
 
@@ -105,6 +106,31 @@ SITE: dict[str, dict[str, Any]] = {
 }
 
 
+#: The product catalogue, in the canonical vocabulary; the tent has an image in each CMS.
+PRODUCTS: list[dict[str, Any]] = [
+    {
+        "sku": "TENT-2P",
+        "name": "Ridgeline 2P Tent",
+        "price": 329.0,
+        "currency": "USD",
+        "category": "outdoor",
+        "tags": ["tent", "camping"],
+        "url": "/p/tent-2p",
+        "brand": "Ridgeline",
+        "description": "Two people, three seasons.",
+    },
+    {
+        "sku": "ROPE-9",
+        "name": "Dynamic Rope 9 mm",
+        "price": 189.0,
+        "category": "climbing",
+        "tags": ["rope"],
+        "url": "/p/rope-9",
+    },
+    {"sku": "BAD", "name": "Negative price", "price": -1},
+]
+
+
 def drafts_of(site: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Drafts: the home page with a new title."""
     drafts = copy.deepcopy(site)
@@ -134,6 +160,9 @@ class FakeVendor:
     def __init__(self) -> None:
         self.site = copy.deepcopy(SITE)
         self.drafts = drafts_of(self.site)
+        self.products = copy.deepcopy(PRODUCTS)
+        #: False: the CMS has no product type (each vendor answers that its own way).
+        self.catalog = True
         self.failures: list[Failure] = []
         self.requests: list[httpx.Request] = []
         self.sleeps: list[float] = []
@@ -317,6 +346,8 @@ class FakeContentful(FakeVendor):
             return self.unauthorized().as_response()
         site = self.drafts if preview else self.site
         params = request.url.params
+        if params["content_type"] == "product":
+            return self._products(params)
         assert params["content_type"] == "page"
         if "fields.slug" in params:
             assert params["locale"] == "*"
@@ -350,6 +381,43 @@ class FakeContentful(FakeVendor):
                 "items": items,
             }
         )
+
+    def _products(self, params: Any) -> httpx.Response:
+        if not self.catalog:
+            return _json(
+                {
+                    "sys": {"type": "Error", "id": "InvalidQuery"},
+                    "message": "The query you sent was invalid. Probably a filter or ordering "
+                    "specification is not applicable to the type of a field.",
+                    "details": {"errors": [{"name": "unknownContentType"}]},
+                },
+                400,
+            )
+        assert params["locale"] == "*"
+        skip, limit = int(params["skip"]), int(params["limit"])
+        ordered = sorted(self.products, key=lambda p: p["sku"])
+        items, assets = [], []
+        for product in ordered[skip : skip + limit]:
+            fields = dict(product)
+            if product["sku"] == "TENT-2P":
+                fields["image"] = _link("Asset", "asset-tent")
+                file = {"url": "//images.ctfassets.net/sp1/asset-tent/abc/tent.jpg"}
+                assets.append(
+                    {
+                        "sys": {"id": "asset-tent", "type": "Asset"},
+                        "fields": _localize({"title": "Ridgeline 2P Tent", "file": file}),
+                    }
+                )
+            items.append(_entry("product", f"product-{product['sku']}", fields))
+        body = {
+            "sys": {"type": "Array"},
+            "total": len(ordered),
+            "skip": skip,
+            "limit": limit,
+            "items": items,
+            "includes": {"Asset": assets},
+        }
+        return _json(body)
 
     def adapter(self) -> CMSAdapter:
         return ContentfulAdapter(
@@ -501,7 +569,62 @@ class FakeStrapi(FakeVendor):
             "blocks": blocks,
         }
 
+    def _products(self, request: httpx.Request) -> httpx.Response:
+        if not self.catalog:
+            return _json(
+                {
+                    "data": None,
+                    "error": {
+                        "status": 404,
+                        "name": "NotFoundError",
+                        "message": "Not Found",
+                        "details": {},
+                    },
+                },
+                404,
+            )
+        params = request.url.params
+        assert params["populate"] == "image"
+        page, size = int(params["pagination[page]"]), int(params["pagination[pageSize]"])
+        ordered = sorted(self.products, key=lambda p: p["sku"])
+        data = []
+        for index, product in enumerate(ordered[(page - 1) * size : page * size]):
+            image = None
+            if product["sku"] == "TENT-2P":
+                image = {
+                    "id": 9,
+                    "documentId": "img9",
+                    "name": "tent.jpg",
+                    "alternativeText": "Ridgeline 2P Tent",
+                    "width": 800,
+                    "height": 600,
+                    "url": "/uploads/tent_abc.jpg",
+                }
+            data.append(
+                {
+                    "id": index + 1,
+                    "documentId": f"prod{product['sku']}",
+                    **product,
+                    "image": image,
+                    "publishedAt": "2026-11-20T10:00:00.000Z",
+                }
+            )
+        count = -(-len(ordered) // size)
+        meta = {
+            "pagination": {
+                "page": page,
+                "pageSize": size,
+                "pageCount": count,
+                "total": len(ordered),
+            }
+        }
+        return _json({"data": data, "meta": meta})
+
     def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/products":
+            if request.headers.get("authorization") != "Bearer strapi-token":
+                return self.unauthorized().as_response()
+            return self._products(request)
         if request.url.path != "/api/pages":
             return _json(
                 {
@@ -642,6 +765,33 @@ class FakeSanity(FakeVendor):
             slug = json.loads(params["$slug"])
             page = site.get(slug)
             result = None if page is None else self._result(page, perspective == "drafts")
+        elif query == PRODUCTS_QUERY:
+            assert perspective == "published"
+            start, end = json.loads(params["$start"]), json.loads(params["$end"])
+            result = []
+            for product in sorted(self.products, key=lambda p: p["sku"])[start:end]:
+                image = None
+                if product["sku"] == "TENT-2P":
+                    image = {
+                        "url": "https://cdn.sanity.io/images/proj1/production/tent-800x600.jpg",
+                        "alt": "Ridgeline 2P Tent",
+                        "width": 800,
+                        "height": 600,
+                    }
+                result.append(
+                    {
+                        "currency": None,
+                        "tags": None,
+                        "url": None,
+                        "brand": None,
+                        "description": None,
+                        "category": None,
+                        **product,
+                        "image": image,
+                    }
+                )
+            if not self.catalog:
+                result = []  # GROQ: no document of that type, an empty list
         elif query == SLUGS_QUERY:
             start, end = json.loads(params["$start"]), json.loads(params["$end"])
             result = sorted(site)[start:end]
@@ -751,6 +901,37 @@ class FakeDirectus(FakeVendor):
             "blocks": junctions,
         }
 
+    def _products(self, request: httpx.Request) -> httpx.Response:
+        if not self.catalog:
+            return _json(
+                {
+                    "errors": [
+                        {
+                            "message": "You don't have permission to access this.",
+                            "extensions": {"code": "FORBIDDEN"},
+                        }
+                    ]
+                },
+                403,
+            )
+        params = request.url.params
+        assert params["filter[status][_eq]"] == "published"
+        assert "image.id" in params["fields"].split(",")
+        offset, limit = int(params["offset"]), int(params["limit"])
+        data = []
+        for product in sorted(self.products, key=lambda p: p["sku"])[offset : offset + limit]:
+            image = None
+            if product["sku"] == "TENT-2P":
+                image = {
+                    "id": "4b9f1c2e-0000-4000-8000-00000000000a",
+                    "title": "Tent",
+                    "description": "Ridgeline 2P Tent",
+                    "width": 800,
+                    "height": 600,
+                }
+            data.append({**product, "image": image})
+        return _json({"data": data})
+
     def _lookup(self, path: str, params: httpx.QueryParams) -> httpx.Response:
         """The webhook lookups: pages by id, junction rows, variants, revisions."""
         pages = {self.page_id(slug): slug for slug in self.site}
@@ -773,6 +954,10 @@ class FakeDirectus(FakeVendor):
         return _json({"data": rows})
 
     def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/items/products":
+            if request.headers.get("authorization") != "Bearer directus-token":
+                return self.unauthorized().as_response()
+            return self._products(request)
         known = ("/items/pages", "/items/pages_blocks", "/items/block_variants", "/revisions")
         if request.url.path not in known:
             return _json(
@@ -859,6 +1044,18 @@ class FakeFilesystem(FakeVendor):
             for slug, page in site.items():
                 document = page_document("filesystem", slug, page)
                 (target / f"{slug}.json").write_text(json.dumps(document), encoding="utf-8")
+        catalog = self.root / "catalog"
+        if self.catalog:
+            catalog.mkdir(exist_ok=True)
+            products = [
+                {**p, "image": {"url": "/img/tent.jpg", "alt": "Ridgeline 2P Tent"}}
+                if p["sku"] == "TENT-2P"
+                else p
+                for p in self.products
+            ]
+            (catalog / "products.json").write_text(json.dumps({"products": products}), "utf-8")
+        elif catalog.exists():
+            shutil.rmtree(catalog)
 
     def adapter(self) -> CMSAdapter:
         return FilesystemAdapter(self.root, webhook_secret=SECRET)

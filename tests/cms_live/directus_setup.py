@@ -29,6 +29,7 @@ READ_COLLECTIONS = (
     "pages_translations",
     "block_variants_translations",
     "directus_files",
+    "products",  # the catalogue recommendations draw from
 )
 #: The collections whose changes the Flow reports.
 FLOW_COLLECTIONS = (

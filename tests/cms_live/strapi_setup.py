@@ -119,7 +119,12 @@ def set_up(folder: Path, node_env: str = "development") -> StrapiSite:
                 },
             )
         )
-        read = _token(admin, "Tessera", "custom", ["api::page.page.find", "api::page.page.findOne"])
+        read = _token(
+            admin,
+            "Tessera",
+            "custom",
+            ["api::page.page.find", "api::page.page.findOne", "api::product.product.find"],
+        )
         write = _token(admin, "Tests (editor)", "full-access", [])
         editor = httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {write}"}, timeout=30

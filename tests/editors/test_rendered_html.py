@@ -93,6 +93,7 @@ async def test_every_demo_block_renders_valid_accessible_html(client: httpx.Asyn
         "testimonial",
         "call_to_action",
         "store_locator",
+        "recommendations",
     }
     for block in blocks:
         check_accessible(block["renderedHtml"])

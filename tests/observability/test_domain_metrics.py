@@ -124,9 +124,10 @@ async def test_cms_fetches_are_timed_by_outcome(client: httpx.AsyncClient) -> No
 
 async def test_a_failing_cms_fetch_counts_as_error(settings: Settings) -> None:
     vendor = FakeStrapi()
-    vendor.failures.append(vendor.unauthorized())
     metric = "tessera_cms_fetch_seconds_count{cms=strapi,outcome=error}"
     async with gateway(settings, adapter=vendor.adapter(), cms="strapi") as client:
+        # Queued once started: start-up reads the product catalogue from the CMS too.
+        vendor.failures.append(vendor.unauthorized())
         before = await scrape(client)
         response = await graphql(client, PAGE_QUERY, {"slug": "home"}, visitor="cms-v")
         assert response.json()["data"]["page"] is None

@@ -14,6 +14,7 @@ from profiles.traits import (
     MAX_ALIASES,
     MAX_CART_LINES,
     MAX_PROFILE_BYTES,
+    PURCHASED,
     RECENT_COMMITS,
     RECENTLY_VIEWED,
     TOP_INTERESTS,
@@ -165,7 +166,8 @@ def max_event(kind: str, i: int, at: datetime, **props: Any) -> Event:
 
 def test_the_largest_possible_profile_stays_under_the_documented_bound() -> None:
     doc: dict[str, Any] | None = None
-    for i in range(RECENT_COMMITS + 10):  # one commit per round: more than every bound
+    bought = PURCHASED + 5  # first rounds: purchases (each empties the cart), more than kept
+    for i in range(bought + RECENT_COMMITS + 10):  # one commit per round: more than every bound
         at = T0 + timedelta(seconds=i)
         category = f"{i:03d}".ljust(64, "c")
         product = f"{i:03d}".ljust(MAX_PRODUCT_ID, "p")
@@ -175,6 +177,8 @@ def test_the_largest_possible_profile_stays_under_the_documented_bound() -> None
             max_event("add_to_cart", i, at, productId=product, category=category, price=1e9 - 1),
             max_event("consent", i, at, analytics=True, source="s" * 1024),
         ]
+        if i < bought:
+            events.append(max_event("purchase", i, at, productId=product, revenue=1e9 - 1))
         doc = apply_events(doc, "v" * 128, events, now=at, half_life_days=30.0, commit=f"{i:032d}")
         assert doc is not None
     assert doc is not None
@@ -188,6 +192,7 @@ def test_the_largest_possible_profile_stays_under_the_documented_bound() -> None
     assert len(doc["interests"]) == TOP_INTERESTS
     assert len(doc["tags"]) == TOP_TAGS
     assert len(doc["recentlyViewed"]) == RECENTLY_VIEWED
+    assert len(doc["purchased"]) == PURCHASED
     assert len(doc["cart"]["lines"]) == MAX_CART_LINES
     assert len(doc["commits"]) == RECENT_COMMITS
     assert len(doc["aliases"]) == MAX_ALIASES

@@ -7,6 +7,7 @@
       "GenericBlock",
       "HeroBlock",
       "ProductGridBlock",
+      "RecommendationsBlock",
       "RichTextBlock",
       "TestimonialBlock"
     ]
@@ -20,6 +21,7 @@
       "GenericBlock",
       "HeroBlock",
       "ProductGridBlock",
+      "RecommendationsBlock",
       "RichTextBlock",
       "TestimonialBlock"
     ]
