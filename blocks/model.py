@@ -7,6 +7,7 @@ here is immutable so a parsed page can be shared by concurrent requests.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,20 @@ from blocks.conditions import CompiledCondition
 from blocks.experiments import Experiment
 
 AudienceMatch = Literal["any", "all"]
+
+#: What makes a field value a template (Jinja's statement and expression markers).
+TEMPLATE_MARK = re.compile(r"\{\{|\{%")
+
+
+def holds_template(value: Any) -> bool:
+    """Whether a field value is, or holds anywhere inside it, a template."""
+    if isinstance(value, str):
+        return TEMPLATE_MARK.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(holds_template(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(holds_template(item) for item in value)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +66,13 @@ class Variant:
     localized: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: Plain text per templated field, shown when the field's template fails.
     fallback: Mapping[str, str] = field(default_factory=dict)
+    #: Whether any field (in any locale) holds a template: the others are served as they are.
+    templated: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Decided once per parsed page, not on every page view.
+        templated = holds_template(self.fields) or holds_template(self.localized)
+        object.__setattr__(self, "templated", templated)
 
     @property
     def targeted(self) -> bool:

@@ -33,7 +33,7 @@ from jinja2.exceptions import SecurityError
 
 from blocks import sandbox
 from blocks.context import TargetingContext
-from blocks.model import Page
+from blocks.model import TEMPLATE_MARK, Page
 from blocks.sandbox import ALLOWED_FILTERS, MAX_OUTPUT, BudgetExceeded, TimeBudgetExceeded
 from blocks.selection import Decision, PageDecision
 
@@ -102,7 +102,6 @@ TEMPLATE_FIELDS: Final[Mapping[str, Any]] = {
 }
 
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-_MARK = re.compile(r"\{\{|\{%")
 
 
 class TemplateStats:
@@ -123,7 +122,7 @@ STATS: Final = TemplateStats()
 
 def is_template(value: Any) -> bool:
     """Whether a field value is a template (holds `{{` or `{%`)."""
-    return isinstance(value, str) and _MARK.search(value) is not None
+    return isinstance(value, str) and TEMPLATE_MARK.search(value) is not None
 
 
 @lru_cache(maxsize=1024)
@@ -467,6 +466,11 @@ def render_page(
     for block, record in zip(page.blocks, decision.decisions, strict=True):
         variant = block.variant(record.variant_id)
         fields = variant.fields_for(locale)
+        if not variant.templated:
+            # Nothing to render: the parsed fields are shared, read-only, by every request.
+            rendered.append(RenderedFields(fields=fields))
+            decisions.append(record)
+            continue
         result = render_fields(block.type, fields, variant.fallback, variables, budget)
         rendered.append(result)
         decisions.append(replace(record, scope="individual") if result.individual else record)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from blocks.context import RequestFacts, TargetingContext, build_context
@@ -40,7 +40,7 @@ from cms_adapters.errors import CMSError, ContentNotFound
 from delivery.errors import BadUserInput, ContentUnavailable, PageNotFound
 from delivery.metrics import count_decisions
 from delivery.recommendations import fill_recommendations
-from delivery.request_facts import RequestContext, request_facts
+from delivery.request_facts import RequestContext, header_lookup, request_facts
 from delivery.services import Services, VisitorIdentity
 from profiles.reader import ProfileRead
 from scoring.exposures import exposure_document
@@ -138,9 +138,10 @@ class Delivery:
     ) -> None:
         self.services = services
         self.visitor = visitor
-        self.headers: Mapping[str, str] = headers or {}
-        self._profiles: dict[str, asyncio.Task[ProfileRead]] = {}
-        self._pages: dict[str, asyncio.Task[AssembledPage]] = {}
+        self.headers = header_lookup(headers)
+        self._facts: RequestFacts | None = None
+        self._profiles: dict[Hashable, asyncio.Task[ProfileRead]] = {}
+        self._pages: dict[Hashable, asyncio.Task[AssembledPage]] = {}
         self._private: list[str] = []
         self._extra: list[AssembledPage] = []
 
@@ -148,6 +149,10 @@ class Delivery:
         self, context: RequestContext | None = None, visitor_id: str | None = None
     ) -> RequestFacts:
         """What the request says about the visitor (`context` overrides the headers)."""
+        if context is None and visitor_id is None:
+            if self._facts is None:
+                self._facts = request_facts(self.headers, self.visitor.id, None)
+            return self._facts
         return request_facts(self.headers, visitor_id or self.visitor.id, context)
 
     def profile(self, visitor_id: str) -> Awaitable[ProfileRead]:
@@ -159,7 +164,17 @@ class Delivery:
     ) -> Awaitable[AssembledPage]:
         """The page `slug` decided for this visitor, at most once per request and arguments."""
         facts = self.facts(context)
-        key = json.dumps([slug, locale, asdict(facts)], sort_keys=True, default=str)
+        key = (
+            slug,
+            locale,
+            facts.visitor_id,
+            facts.device,
+            facts.country,
+            facts.path,
+            facts.referrer,
+            facts.user_agent,
+            tuple(sorted(facts.utm.items())),
+        )
         return _once(self._pages, key, lambda: _assemble(self, slug, locale, facts))
 
     async def visitor_context(self) -> TargetingContext:
@@ -266,7 +281,7 @@ def served_locale(page: Page, slug: str, locale: str | None) -> str:
 
 
 def _once(
-    tasks: dict[str, asyncio.Task[_T]], key: str, start: Callable[[], Awaitable[_T]]
+    tasks: dict[Hashable, asyncio.Task[_T]], key: Hashable, start: Callable[[], Awaitable[_T]]
 ) -> Awaitable[_T]:
     task = tasks.get(key)
     if task is None:

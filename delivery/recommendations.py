@@ -29,8 +29,9 @@ only that the visitor has no history yet is `audience` (edge fact `history`).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +72,8 @@ class Recommendations:
     server: RecommendationServer | None = None
     catalog: CatalogCache | None = None
     trending: TrendingService | None = None
+    #: The catalogue by category in ranking order, rebuilt when either changes.
+    index: _CategoryIndex | None = field(default=None, repr=False)
 
     @property
     def products(self) -> Catalog | None:
@@ -180,6 +183,57 @@ def _interests(
     return scores
 
 
+@dataclass(frozen=True, slots=True)
+class _CategoryIndex:
+    """A catalogue's products by category, in ranking order (built once per ranking)."""
+
+    catalog: Catalog
+    #: What the ranking came from (the trending tuple or the model): identity is the key.
+    source: object
+    ranked: tuple[str, ...]
+    #: Each catalogue product's place: by rank, then (unranked) in catalogue order.
+    order: Mapping[str, int]
+    category: Mapping[str, str | None]
+    by_category: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def build(cls, catalog: Catalog, source: object, ranked: Sequence[str]) -> _CategoryIndex:
+        """Index `catalog` by category; products `ranked` does not list come last."""
+        rank = {sku: position for position, sku in enumerate(ranked)}
+        # Stable: unranked products keep their catalogue order.
+        products = sorted(catalog.products, key=lambda p: rank.get(p.sku, len(rank)))
+        by_category: dict[str, list[str]] = {}
+        for product in products:
+            if product.category is not None:
+                by_category.setdefault(product.category, []).append(product.sku)
+        return cls(
+            catalog=catalog,
+            source=source,
+            # Then what the ranking does not list, so a block is filled while the catalogue lasts.
+            ranked=(*ranked, *(p.sku for p in products if p.sku not in rank)),
+            order={product.sku: position for position, product in enumerate(products)},
+            category={p.sku: p.category for p in catalog.products},
+            by_category={name: tuple(skus) for name, skus in by_category.items()},
+        )
+
+
+def _category_index(recs: Recommendations, catalog: Catalog) -> _CategoryIndex:
+    """The index of the current catalogue and trending ranking (or model popularity)."""
+    model = None if recs.server is None else recs.server.recommender
+    trending = recs.trending.ranking if recs.trending is not None else ()
+    source: object = trending or model
+    index = recs.index
+    if index is None or index.catalog is not catalog or index.source is not source:
+        if trending:
+            ranked: Sequence[str] = trending
+        elif model is not None:
+            ranked = model.popular(len(catalog))
+        else:
+            ranked = ()
+        index = recs.index = _CategoryIndex.build(catalog, source, ranked)
+    return index
+
+
 def _by_interest(
     recs: Recommendations,
     context: TargetingContext,
@@ -195,20 +249,29 @@ def _by_interest(
     scores = _interests(context, catalog, owned)
     if not scores or catalog is None:
         return _trending(recs, k, exclude), False
-    ranked = _trending(recs, len(catalog), exclude) or [
-        p.sku for p in catalog.products if p.sku not in exclude
-    ]
-    order = {product_id: position for position, product_id in enumerate(ranked)}
-    candidates = [
-        p.sku
-        for p in catalog.products
-        if p.sku not in exclude and p.category is not None and p.category in scores
-    ]
-    category = {p.sku: p.category or "" for p in catalog.products}
-    candidates.sort(key=lambda sku: (-scores[category[sku]], order.get(sku, len(order))))
-    chosen = set(candidates)
-    rest = [sku for sku in ranked if sku not in chosen]
-    return (candidates + rest)[:k], True
+    # Per request only the visitor's categories are walked, from an index built
+    # once per catalogue and ranking: sorting the whole catalogue for every page
+    # cost more than deciding the page's variants.
+    index = _category_index(recs, catalog)
+    out: list[str] = []
+    levels: dict[float, list[str]] = {}
+    for name, score in scores.items():
+        levels.setdefault(score, []).append(name)
+    for score in sorted(levels, reverse=True):
+        lists = [index.by_category.get(name, ()) for name in levels[score]]
+        # Equally interesting categories interleave by rank.
+        merged = lists[0] if len(lists) == 1 else heapq.merge(*lists, key=index.order.__getitem__)
+        for sku in merged:
+            if sku not in exclude:
+                out.append(sku)
+                if len(out) >= k:
+                    return out, True
+    for sku in index.ranked:
+        if sku not in exclude and index.category.get(sku) not in scores:
+            out.append(sku)
+            if len(out) >= k:
+                break
+    return out, True
 
 
 async def fill_recommendations(

@@ -30,6 +30,18 @@ class RequestContext:
     utm: Mapping[str, str] = field(default_factory=dict)
 
 
+def header_lookup(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The headers as a dict: Starlette's `Headers` scans its list on every lookup."""
+    if headers is None:
+        return {}
+    if isinstance(headers, dict):
+        return headers
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        found.setdefault(name, value)  # the first of repeated headers, as `Headers.get`
+    return found
+
+
 def valid_country(value: str | None) -> str | None:
     """The upper-cased country code; raises ValueError when it is not one."""
     if value is None:

@@ -51,6 +51,7 @@ from common.json_input import JSONInputError, loads
 from delivery.auth import bearer_token
 from delivery.errors import PublicError
 from delivery.pages import CachePolicy, Delivery
+from delivery.request_facts import header_lookup
 from delivery.services import Services, VisitorIdentity
 from gateway.observability import OperationNames, OperationTimer
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
@@ -253,10 +254,11 @@ class GraphQLEndpoint:
             return _plain_error(
                 405, "GraphQL takes GET, HEAD and POST.", {"Allow": "GET, HEAD, POST"}
             )
-        visitor = identify(request.headers.get("x-visitor-id"), request.headers.get("cookie"))
+        headers = header_lookup(request.headers)
+        visitor = identify(headers.get("x-visitor-id"), headers.get("cookie"))
         if visitor is None:
             return _plain_error(400, INVALID_VISITOR_ID)
-        accept = request.headers.get("accept", "")
+        accept = headers.get("accept", "")
         if (
             request.method != "POST"
             and "text/html" in accept
@@ -272,7 +274,7 @@ class GraphQLEndpoint:
         services: Services = request.state.services
         # Opened in the lifespan: registrations live in the shared cache.
         persisted: PersistedQueries | None = request.state.persisted_queries
-        principal = services.keys.authenticate(bearer_token(request.headers))
+        principal = services.keys.authenticate(bearer_token(headers))
         try:
             params = await read_params(request)
             query, register = params.query, None
@@ -292,7 +294,7 @@ class GraphQLEndpoint:
             return _private(_encode(error), status, media_type)
         if query is None:
             return _plain_error(400, "No GraphQL query found in the request.")
-        delivery = Delivery(services, visitor, request.headers)
+        delivery = Delivery(services, visitor, headers)
         document: DocumentNode | None
         try:
             document = parse_document(query, self.max_tokens)
@@ -372,7 +374,7 @@ class GraphQLEndpoint:
             if register is not None and persisted is not None and not request_error:
                 # Parsed and validated: worth remembering under its hash.
                 await persisted.register(register, query)
-        presented = request.headers.get(EDGE_HEADER) or _cookie(request, EDGE_COOKIE)
+        presented = headers.get(EDGE_HEADER.lower()) or _cookie(headers, EDGE_COOKIE)
         policy = delivery.policy(presented)
         return self._respond(request, body, status, media_type, policy, visitor)
 
@@ -423,8 +425,8 @@ class GraphQLEndpoint:
         return _response(request, body, status, headers)
 
 
-def _cookie(request: Request, name: str) -> str | None:
-    raw = request.headers.get("cookie")
+def _cookie(headers: Mapping[str, str], name: str) -> str | None:
+    raw = headers.get("cookie")
     # Starlette's lenient parser: one malformed unrelated cookie must not hide ours.
     return cookie_parser(raw).get(name) if raw else None
 
