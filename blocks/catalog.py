@@ -9,6 +9,7 @@ reports each invalid one by its path, as `blocks.parse` does for pages.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,8 +98,12 @@ class Catalog:
     source: str = ""
     _by_sku: dict[str, Product] = field(default_factory=dict, repr=False, compare=False)
     _by_url: dict[str, Product] = field(default_factory=dict, repr=False, compare=False)
+    #: A digest of every product: equal for equal catalogues (what a cached tile depends on).
+    fingerprint: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        digest = hashlib.sha256(repr(self.products).encode("utf-8", "surrogatepass"))
+        object.__setattr__(self, "fingerprint", digest.hexdigest()[:32])
         for product in self.products:
             self._by_sku.setdefault(product.sku, product)
             if product.url:

@@ -19,11 +19,12 @@ the request makes the block's content individual.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Final
@@ -366,6 +367,15 @@ class RenderedFields:
     templated: bool = False
     individual: bool = False
     failures: tuple[str, ...] = field(default_factory=tuple)
+    #: What the computed fields depend on, when cheaper to compare than the fields
+    #: themselves (a recommendations block: its products, catalogue and model).
+    key: Hashable | None = None
+
+    def identity(self) -> Hashable:
+        """What a cached response showing these fields must match."""
+        if self.key is not None:
+            return self.key
+        return json.dumps(self.fields, sort_keys=True, default=str)
 
 
 MAX_PAGE_OUTPUT: Final = 8 * MAX_OUTPUT

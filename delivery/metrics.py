@@ -50,7 +50,11 @@ def reason_label(reason: str) -> str:
     return "other"
 
 
+#: The counter of each label: `labels()` hashes and locks on every call, 8 times a page.
+_CHILDREN: Final = {label: DECISIONS.labels(label) for label in (*REASONS, "audience", "other")}
+
+
 def count_decisions(decisions: Iterable[Decision]) -> None:
     """Count each block decision of a page under its reason."""
     for decision in decisions:
-        DECISIONS.labels(reason_label(decision.reason)).inc()
+        _CHILDREN[reason_label(decision.reason)].inc()

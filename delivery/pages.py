@@ -15,7 +15,6 @@ exactly the decisions the response shows.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -64,13 +63,9 @@ class AssembledPage:
     preview: bool = False
 
     @property
-    def templated_values(self) -> tuple[str, ...]:
+    def templated_values(self) -> tuple[Hashable, ...]:
         """The rendered templated fields: what a response depends on beyond decisions."""
-        return tuple(
-            json.dumps(item.fields, sort_keys=True, default=str)
-            for item in self.rendered
-            if item.templated
-        )
+        return tuple(item.identity() for item in self.rendered if item.templated)
 
     @property
     def cache_scope(self) -> CacheScope:

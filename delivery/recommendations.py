@@ -367,16 +367,25 @@ async def fill_recommendations(
             if len(kept) >= spec.limit:
                 break
         model_version = version if spec.strategy in MODEL_STRATEGIES else None
+        base = fields[index]
         fields[index] = replace(
-            fields[index],
+            base,
             fields={
-                **fields[index].fields,
+                **base.fields,
                 "products": tiles,
                 "source": source,
                 "modelVersion": model_version,
             },
-            # Computed per request: the response cache keys on them like rendered templates.
+            # Computed per request: the response cache keys on them like rendered templates,
+            # by what they were made of (encoding every tile for the key cost more).
             templated=True,
+            key=(
+                base.identity() if base.templated else None,
+                None if catalog is None else catalog.fingerprint,
+                tuple(kept),
+                source,
+                model_version,
+            ),
         )
         record = decisions[index]
         read = spec.scope(personal)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from prometheus_client import Counter, Histogram
 
@@ -36,6 +36,8 @@ RECOMMENDATION_CALLS = Counter(
     "(served, timeout, error, no_model).",
     ["outcome"],
 )
+#: Each outcome's counter, looked up once (`labels()` hashes and locks on every call).
+_CALLS = {outcome: RECOMMENDATION_CALLS.labels(outcome=outcome) for outcome in get_args(Outcome)}
 RECOMMENDATION_SECONDS = Histogram(
     "tessera_recommendation_seconds",
     "Time to compute a page's recommendations with the model.",
@@ -192,5 +194,5 @@ class RecommendationServer(ModelServer):
 
     @staticmethod
     def _tally(result: Answers) -> Answers:
-        RECOMMENDATION_CALLS.labels(outcome=result.outcome).inc()
+        _CALLS[result.outcome].inc()
         return result
