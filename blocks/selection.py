@@ -252,6 +252,45 @@ def _arm_decision(block: Block, arm: BlockArm) -> Decision:
     )
 
 
+def _static_reads(
+    block: Block, touched: bool, treatments: frozenset[str]
+) -> tuple[Scope, frozenset[str]]:
+    """The block's scope and edge facts, whoever the visitor is."""
+    default = block.default_variant
+    # Whatever a variant's targeting reads, the outcome depends on it, whether it
+    # matched or not (and whoever the visitor is).
+    scope: Scope = "audience" if touched else "public"
+    facts: set[str] = {EXPERIMENT_FACT} if touched else set()
+    for variant in block.variants:
+        if variant is not default and variant.id not in treatments:
+            variant_scope, variant_facts = variant_reads(variant)
+            scope = strictest((scope, variant_scope))
+            facts |= variant_facts
+    if scope != "public":
+        facts.add(CONSENT_FACT)
+    return scope, frozenset(facts) if scope == "audience" else frozenset()
+
+
+#: `_static_reads` by block identity; each entry holds its block, so an id is never reused
+#: while it is here. Parsed pages are immutable: this is computed once per page version.
+_READS: dict[tuple[int, bool, frozenset[str]], tuple[Block, Scope, frozenset[str]]] = {}
+_READS_MAX = 4096
+
+
+def _block_reads(
+    block: Block, touched: bool, treatments: frozenset[str]
+) -> tuple[Scope, frozenset[str]]:
+    key = (id(block), touched, treatments)
+    hit = _READS.get(key)
+    if hit is not None and hit[0] is block:
+        return hit[1], hit[2]
+    scope, read = _static_reads(block, touched, treatments)
+    if len(_READS) >= _READS_MAX:
+        _READS.clear()  # old page versions: the current ones come back at once
+    _READS[key] = (block, scope, read)
+    return scope, read
+
+
 def plan_block(
     block: Block,
     context: TargetingContext,
@@ -268,19 +307,8 @@ def plan_block(
     `treatments` are variants only an experiment shows, left out here.
     """
     default = block.default_variant
-    # Whatever a variant's targeting reads, the outcome depends on it, whether it
-    # matched or not (and whoever the visitor is).
     touched = experimented or arm is not None
-    scope: Scope = "audience" if touched else "public"
-    facts: set[str] = {EXPERIMENT_FACT} if touched else set()
-    for variant in block.variants:
-        if variant is not default and variant.id not in treatments:
-            variant_scope, variant_facts = variant_reads(variant)
-            scope = strictest((scope, variant_scope))
-            facts |= variant_facts
-    if scope != "public":
-        facts.add(CONSENT_FACT)
-    read = frozenset(facts) if scope == "audience" else frozenset()
+    scope, read = _block_reads(block, touched, treatments)
     if not context.profile_available:
         if context.personalization_consent:
             # Degraded, not decided: a page like this is never shared.
