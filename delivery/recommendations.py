@@ -155,14 +155,21 @@ def _ask(spec: RecommendationSpec, owned: Owned, exclude: frozenset[str]) -> Ask
 
 
 def _trending(recs: Recommendations, k: int, exclude: frozenset[str]) -> list[str]:
-    if recs.trending is not None and recs.trending.ranking:
-        return recs.trending.top(k, exclude)
+    """The `k` most trending products; then the model's most popular, then the catalogue's.
+
+    A few events trend only a few products: the block is filled after them rather
+    than left short (a new shop, no model: the catalogue's own order).
+    """
+    found = [] if recs.trending is None else recs.trending.top(k, exclude)
+    if len(found) >= k:
+        return found
     model = None if recs.server is None else recs.server.recommender
-    popular = [] if model is None else model.popular(k, exclude)
-    if popular or recs.products is None:
-        return popular
-    # Nothing counted yet (a new shop, no model): the catalogue's own order.
-    return [p.sku for p in recs.products.products if p.sku not in exclude][:k]
+    if model is not None:
+        found += model.popular(k - len(found), exclude | frozenset(found))
+    if len(found) < k and recs.products is not None:
+        taken = exclude | frozenset(found)
+        found += [p.sku for p in recs.products.products if p.sku not in taken][: k - len(found)]
+    return found
 
 
 def _interests(
@@ -301,9 +308,12 @@ async def fill_recommendations(
         )
         for index, block in blocks
     }
+    # A product page never recommends the product it shows (whatever the strategy).
+    shown_here = frozenset({page_product.sku}) if page_product is not None else frozenset()
     excluded = {
         index: (owned.owned if spec.exclude_owned else frozenset())
         | (frozenset({spec.anchor}) if spec.anchor else frozenset())
+        | shown_here
         for index, spec in specs.items()
     }
     asked = [index for index, spec in specs.items() if spec.strategy in MODEL_STRATEGIES]

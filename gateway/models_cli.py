@@ -33,6 +33,8 @@ from gateway.cli_args import iso_instant
 from scoring.errors import ModelNotFound, NotEnoughData, ScoringError, SignatureMismatch
 from scoring.registry import (
     MODEL_KINDS,
+    PROPENSITY_MODEL,
+    RECOMMENDATIONS_MODEL,
     SEGMENTS_MODEL,
     VARIANT_MODEL,
     ModelRegistry,
@@ -40,6 +42,14 @@ from scoring.registry import (
 )
 
 Database = AsyncDatabase[dict[str, Any]]
+
+#: What the gateway does while no model of a kind is active.
+_WITHOUT = {
+    VARIANT_MODEL: "variants rank by priority",
+    PROPENSITY_MODEL: "no purchase propensity is computed",
+    RECOMMENDATIONS_MODEL: "recommendations blocks show trending products, by interest",
+    SEGMENTS_MODEL: "profiles have no segment",
+}
 
 
 class _Unusable(Exception):
@@ -181,7 +191,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
             await apply_active(database, registry)
         if previous is None:
-            print(f"rolled back: no {args.kind} model is active now (variants rank by priority)")
+            print(f"rolled back: no {args.kind} model is active now ({_WITHOUT[args.kind]})")
         else:
             print(f"rolled back: {previous} is the active {args.kind} model")
         return 0

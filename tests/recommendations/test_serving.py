@@ -230,6 +230,11 @@ async def test_a_product_page_is_public_similar_together_and_trending(
         await _serving(services, version)
         tent = catalog.get("TENT-2P")
         assert tent is not None
+        # The tent trends: everyone looked at it.
+        await _browse(client, "c", ["TENT-2P"] * 8, catalog)
+        assert services.recommendations.trending is not None
+        await services.recommendations.trending.refresh()
+        assert services.recommendations.trending.ranking[0] == "TENT-2P"
         first, response = await _page(client, "a", "product", path="/p/tent-2p")
         assert first["cacheScope"] == "PUBLIC"
         assert response.headers["x-tessera-cache-scope"] == "public"
@@ -243,7 +248,11 @@ async def test_a_product_page_is_public_similar_together_and_trending(
         together = _block(first, "product-together")
         assert together["source"] in ("together", "similar")
         assert "TENT-2P" not in [p["sku"] for p in together["products"]]
-        assert _block(first, "product-trending")["source"] == "trending"
+        trending = _block(first, "product-trending")
+        assert trending["source"] == "trending"
+        # The page's own product is left out of every block, trending too; the block is
+        # filled after the one trending product (with the model's most popular).
+        assert [p["sku"] for p in trending["products"]] == trained.popular(6, {"TENT-2P"})
         # Someone with a cart and a history sees the same page: nothing about them was read.
         await _browse(client, "b", _in(catalog, "winter")[:3], catalog)
         second, response = await _page(client, "b", "product", path="/p/tent-2p")
