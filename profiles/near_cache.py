@@ -13,7 +13,8 @@ While the feed is down, entries are only *possibly* fresh: the reader then
 asks MongoDB first and uses an entry only as a stale fallback. A feed that
 cannot resume (its history is gone) clears the cache.
 
-The cache is a bounded LRU sized in bytes (the BSON size of each profile).
+The cache is a bounded LRU sized in bytes of memory: each profile counts what
+its decoded dictionaries take (`footprint`), about eight times its BSON size.
 Keys are the visitor ids asked for; a merged visitor's key holds the profile
 it merged into, and a change to that profile updates every key that points
 at it.
@@ -23,12 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import bson
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 Doc = dict[str, Any]
 #: What an absent profile (a new visitor) costs in the cache.
 ABSENT_BYTES = 64
+#: Profiles are at most this deep once validated; deeper is counted by the container alone.
+_MAX_DEPTH = 32
 #: MongoDB's ChangeStreamHistoryLost and friends: the resume token is gone.
 _HISTORY_LOST = {136, 280, 286}
 
@@ -52,13 +55,24 @@ class Entry:
     size: int
 
 
+def footprint(value: Any, _depth: int = 0) -> int:
+    """About the bytes `value` takes in memory: the object and everything it contains."""
+    size = sys.getsizeof(value)
+    if _depth >= _MAX_DEPTH:
+        return size
+    if isinstance(value, dict):
+        for key, item in value.items():
+            size += footprint(key, _depth + 1) + footprint(item, _depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            size += footprint(item, _depth + 1)
+    return size
+
+
 def _size(profile: Mapping[str, Any] | None) -> int:
-    if profile is None:
-        return ABSENT_BYTES
-    try:
-        return len(bson.encode(profile))
-    except (bson.errors.BSONError, TypeError, OverflowError):
-        return 64 * 1024  # unknowable: count it as the largest profile
+    # Memory, not BSON: a decoded profile takes about 8 times its BSON size (975 bytes
+    # against 8,107 on the bench's population), so a BSON budget of 64 MB took 530 MB.
+    return ABSENT_BYTES if profile is None else footprint(profile)
 
 
 class NearCache:

@@ -6,7 +6,7 @@ from typing import Any
 
 import bson
 
-from profiles.near_cache import ABSENT_BYTES, NearCache
+from profiles.near_cache import ABSENT_BYTES, NearCache, footprint
 
 
 def profile(pid: str, padding: int = 0, **fields: Any) -> dict[str, Any]:
@@ -15,7 +15,7 @@ def profile(pid: str, padding: int = 0, **fields: Any) -> dict[str, Any]:
 
 def test_sized_in_bytes_least_recently_used_goes_first() -> None:
     one = profile("a", 1000)
-    size = len(bson.encode(one))
+    size = footprint(one)
     cache = NearCache(max_bytes=size * 3)
     for pid in "abc":
         cache.put(pid, profile(pid, 1000))
@@ -24,6 +24,17 @@ def test_sized_in_bytes_least_recently_used_goes_first() -> None:
     assert cache.get("b") is None
     assert {key for key in "acd" if cache.get(key) is not None} == {"a", "c", "d"}
     assert cache.bytes <= cache.max_bytes
+
+
+def test_a_profile_counts_the_memory_it_takes_not_its_bson() -> None:
+    interests = {f"category-{i}": {"v": 1.5, "t": i} for i in range(100)}
+    rich = profile("rich", interests=interests, recentlyViewed=[{"productId": "p"}] * 20)
+    cache = NearCache()
+    cache.put("rich", rich)
+    # Decoded dictionaries take several times the document's BSON size: the budget is memory.
+    assert cache.bytes == footprint(rich) > 3 * len(bson.encode(rich))
+    nested = footprint({"a": {"b": {"c": "x" * 1000}}})
+    assert nested > 1000 + 3 * footprint({})
 
 
 def test_a_new_visitor_is_cached_as_absent_until_their_profile_is_written() -> None:
