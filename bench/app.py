@@ -121,6 +121,7 @@ async def stats(request: Request) -> Response:
                 "hits": page_cache.hits if page_cache is not None else 0,
                 "misses": page_cache.misses if page_cache is not None else 0,
                 "entries": len(page_cache) if page_cache is not None else 0,
+                "capacity": page_cache.maxsize if page_cache is not None else 0,
             },
             "exposures": {
                 "logged": _counter("tessera_exposures_logged_total"),
@@ -129,6 +130,7 @@ async def stats(request: Request) -> Response:
                     for cause in ("queue_full", "error", "closed")
                 ),
                 "deferred": _counter("tessera_exposure_writes_deferred_total"),
+                "queued": services.exposures.pending if services.exposures is not None else 0,
             },
         }
     )

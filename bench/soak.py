@@ -90,6 +90,8 @@ class Slice:
     feed_restarts: int
     page_cache_entries: int
     load: tuple[float, float, float]
+    #: Exposure documents queued for the database (bounded by EXPOSURE_QUEUE_SIZE).
+    exposures_queued: int = 0
     error: str | None = None
 
 
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{'t (s)':>6} {'pages/s':>8} {'p50':>6} {'p99':>7} {'unpers.':>8} "
                 f"{'events/s':>8} {'reads db/cache/stale/fb':>24} {'RSS MB':>7} {'DB MB':>6} "
-                f"{'cache':>12} {'load':>5}",
+                f"{'cache':>12} {'pages':>6} {'expo.':>6} {'load':>5}",
                 flush=True,
             )
             start = time.monotonic()
@@ -262,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
                     at_s=round(elapsed, 1),
                     # Until every visitor was asked for once, memory grows by design
                     # (the near-cache fills); warm-up lasts at least that long.
-                    warmup=elapsed <= args.warmup_minutes * 60 or asked < args.visitors,
+                    # The page response cache (bounded) must be full too.
+                    warmup=elapsed <= args.warmup_minutes * 60
+                    or asked < args.visitors
+                    or stats["page_cache"]["entries"] < stats["page_cache"].get("capacity", 0),
                     pages=pages.requests if pages else 0,
                     pages_per_s=pages.requests_per_s if pages else 0.0,
                     p50_ms=pages.p50_ms if pages else 0.0,
@@ -280,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                     feed_restarts=stats["near_cache"].get("feed_restarts", 0),
                     page_cache_entries=stats["page_cache"]["entries"],
                     load=loadgen.loadavg(),
+                    exposures_queued=stats["exposures"].get("queued", 0),
                     error=error,
                 )
                 if args.tracemalloc and not measured.warmup and not baseline_taken:
@@ -350,8 +356,8 @@ def progress_line(s: Slice) -> str:
     return (
         f"{s.at_s:>6.0f} {s.pages_per_s:>8.0f} {s.p50_ms:>6.1f} {s.p99_ms:>7.1f} "
         f"{share:>8.2%} {s.events_per_s:>8.0f} {reads:>24} {s.gateway_rss / MB:>7.1f} "
-        f"{s.database_rss / MB:>6.0f} {cache:>12} {s.load[0]:>5.1f}"
-        + ("  (warm-up)" if s.warmup else "")
+        f"{s.database_rss / MB:>6.0f} {cache:>12} {s.page_cache_entries:>6} "
+        f"{s.exposures_queued:>6} {s.load[0]:>5.1f}" + ("  (warm-up)" if s.warmup else "")
     )
 
 
@@ -379,6 +385,9 @@ def report(args: argparse.Namespace, slices: list[Slice]) -> dict[str, Any]:
     growth = (final.gateway_rss - base_rss) / base_rss if base_rss else 0.0
     points = [(s.at_s, s.gateway_rss) for s in ([warm[-1]] if warm else []) + measured]
     shares = [s.unpersonalized / s.pages for s in measured if s.pages]
+    # Whether growth levels off: the second half of the measured slices alone.
+    middle = measured[len(measured) // 2]
+    late_growth = (final.gateway_rss - middle.gateway_rss) / middle.gateway_rss
     summary = {
         "slices": len(slices),
         "errors": errors,
@@ -396,6 +405,11 @@ def report(args: argparse.Namespace, slices: list[Slice]) -> dict[str, Any]:
         "rss_final_mb": final.gateway_rss / MB,
         "rss_growth": growth,
         "rss_trend_mb_per_min": trend_mb_per_minute(points),
+        "rss_growth_second_half": late_growth,
+        "rss_trend_second_half_mb_per_min": trend_mb_per_minute(
+            [(s.at_s, s.gateway_rss) for s in measured[len(measured) // 2 :]]
+        ),
+        "exposures_queued_final": final.exposures_queued,
         "near_cache_growth_mb": (final.near_cache_bytes - base_cache) / MB,
         "database_rss_final_mb": final.database_rss / MB,
         "load_median": statistics.median(s.load[0] for s in slices),
@@ -419,6 +433,11 @@ def report(args: argparse.Namespace, slices: list[Slice]) -> dict[str, Any]:
         f"the near-cache grew {summary['near_cache_growth_mb']:+.1f} MB meanwhile); "
         f"target <= {TARGET_RSS_GROWTH:.0%}: "
         + ("met" if growth <= TARGET_RSS_GROWTH else "MISSED")
+    )
+    print(
+        f"    second half of the measured slices: {late_growth:+.1%} "
+        f"(trend {summary['rss_trend_second_half_mb_per_min']:+.2f} MB/min); "
+        f"{final.exposures_queued} exposure documents queued at the end"
     )
     print(
         f"event requests refused with 503: {refused}; templated fields that fell back to "

@@ -8,7 +8,7 @@ here is immutable so a parsed page can be shared by concurrent requests.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -96,6 +96,9 @@ class Block:
     id: str
     type: str
     variants: tuple[Variant, ...]
+    #: What pure functions derived from this (immutable) block, kept with it: computed
+    #: once per parsed page version, gone with it (`blocks.selection` plans from it).
+    derived: dict[Hashable, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def variant(self, variant_id: str) -> Variant:
         """The variant with id `variant_id`; raises KeyError if there is none."""

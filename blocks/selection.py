@@ -271,24 +271,15 @@ def _static_reads(
     return scope, frozenset(facts) if scope == "audience" else frozenset()
 
 
-#: `_static_reads` by block identity; each entry holds its block, so an id is never reused
-#: while it is here. Parsed pages are immutable: this is computed once per page version.
-_READS: dict[tuple[int, bool, frozenset[str]], tuple[Block, Scope, frozenset[str]]] = {}
-_READS_MAX = 4096
-
-
 def _block_reads(
     block: Block, touched: bool, treatments: frozenset[str]
 ) -> tuple[Scope, frozenset[str]]:
-    key = (id(block), touched, treatments)
-    hit = _READS.get(key)
-    if hit is not None and hit[0] is block:
-        return hit[1], hit[2]
-    scope, read = _static_reads(block, touched, treatments)
-    if len(_READS) >= _READS_MAX:
-        _READS.clear()  # old page versions: the current ones come back at once
-    _READS[key] = (block, scope, read)
-    return scope, read
+    # The same for every visitor: computed once per parsed block, not per request.
+    key = ("reads", touched, treatments)
+    found: tuple[Scope, frozenset[str]] | None = block.derived.get(key)
+    if found is None:
+        found = block.derived[key] = _static_reads(block, touched, treatments)
+    return found
 
 
 def plan_block(
