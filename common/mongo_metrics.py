@@ -10,6 +10,8 @@ visitor data or credential can reach a label.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from typing import Final
 
 from prometheus_client import Histogram
@@ -77,6 +79,31 @@ class CommandMetrics(monitoring.CommandListener):
         )
 
 
-def command_listeners() -> list[monitoring.CommandListener]:
+class Liveness(monitoring.CommandListener):
+    """When the database last answered a command: slow is not the same as stalled.
+
+    A database that answers slowly still finishes commands (anyone's); a paused
+    or wedged one finishes none. `answered` is that moment (`time.monotonic()`),
+    0.0 before the first reply.
+    """
+
+    def __init__(self) -> None:
+        self.answered = 0.0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Nothing to do: only replies count."""
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """A reply: the database is working."""
+        self.answered = time.monotonic()
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """A server error is a reply too; a network failure is not."""
+        if not isinstance(event.failure, Mapping) or "code" not in event.failure:
+            return
+        self.answered = time.monotonic()
+
+
+def command_listeners(liveness: Liveness | None = None) -> list[monitoring.CommandListener]:
     """The listeners to pass as `event_listeners` to every client the gateway opens."""
-    return [CommandMetrics()]
+    return [CommandMetrics(), *([liveness] if liveness is not None else [])]

@@ -32,6 +32,7 @@ from cms_adapters.purge import (
     FastlyPurgeSink,
     VarnishPurgeSink,
 )
+from common.mongo_metrics import Liveness
 from common.service import ShutdownBudget
 from delivery.edge_keys import EdgeKeys, edge_secret_from
 from delivery.services import IngestLimits, Services
@@ -204,7 +205,10 @@ def create_app(
                 )
                 health = supervisor
                 db_settings = settings.model_copy(update={"mongodb_uri": SecretStr(supervisor.uri)})
-            database = await stack.enter_async_context(open_database(db_settings, app=True))
+            liveness = Liveness()
+            database = await stack.enter_async_context(
+                open_database(db_settings, app=True, liveness=liveness)
+            )
             client = database.client
             store = ProfileStore(database)
             repository = AudienceRepository(database)
@@ -250,6 +254,7 @@ def create_app(
                     on_profile=near_cache.update,
                     close_timeout=shutdown.remaining,
                     annotate=segments.annotate,
+                    answered=lambda: liveness.answered,
                 )
             )
             await stack.enter_async_context(limiter)

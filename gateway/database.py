@@ -16,7 +16,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from common.mongo_metrics import command_listeners
+from common.mongo_metrics import Liveness, command_listeners
 from gateway.embedded_mongo import database_uri
 from gateway.settings import Settings
 
@@ -28,8 +28,14 @@ SERVER_SELECTION_MS = 2000
 
 
 @asynccontextmanager
-async def open_database(settings: Settings, *, app: bool = False) -> AsyncIterator[Database]:
-    """The configured database (its client is `database.client`), closed on exit."""
+async def open_database(
+    settings: Settings, *, app: bool = False, liveness: Liveness | None = None
+) -> AsyncIterator[Database]:
+    """The configured database (its client is `database.client`), closed on exit.
+
+    `liveness` learns when the database last answered (the app's event ingestion
+    tells a slow database from a stalled one by it).
+    """
     async with database_uri(settings) as uri:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             uri,
@@ -37,7 +43,7 @@ async def open_database(settings: Settings, *, app: bool = False) -> AsyncIterat
             appname="tessera" if app else "tessera-cli",
             serverSelectionTimeoutMS=SERVER_SELECTION_MS,
             # Command latency on /metrics (and spans when tracing): the app's only.
-            event_listeners=command_listeners() if app else [],
+            event_listeners=command_listeners(liveness) if app else [],
         )
         try:
             yield client[settings.mongodb_database]

@@ -210,9 +210,11 @@ class Ingestor(Service):
         retry_after: int = 2,
         reconcile_every: float = 30.0,
         submit_timeout: float = 2.0,
+        max_commit_seconds: float = 10.0,
         close_timeout: Timeout = 10.0,
         on_profile: Callable[[Doc], None] | None = None,
         annotate: Callable[[Doc, datetime], None] | None = None,
+        answered: Callable[[], float] | None = None,
     ) -> None:
         self.database = database
         journaled = WriteConcern(w=1, j=True)
@@ -229,8 +231,13 @@ class Ingestor(Service):
         self.max_batch = max_batch
         self.retry_after = retry_after
         self.reconcile_every = reconcile_every
-        #: How long a request waits for its commit before it is told to retry (503).
+        #: How long a commit may go without the database answering anything before its
+        #: requests are told to retry (503): a stalled or paused database.
         self.submit_timeout = submit_timeout
+        #: How long a commit may run at all while the database still answers (slowly).
+        self.max_commit_seconds = max_commit_seconds
+        #: When the database last answered a command (`time.monotonic()`), if known.
+        self.answered = answered
         self.close_timeout = close_timeout
         #: Told of every profile written (the near-cache's `update`).
         self.on_profile = on_profile
@@ -277,9 +284,9 @@ class Ingestor(Service):
     async def _wait(self, future: asyncio.Future[IngestOutcome], count: int) -> IngestOutcome:
         """The commit's outcome; IngestUnavailable once the committer looks stalled.
 
-        A commit that has run `submit_timeout` seconds (a stalled or paused
-        database) answers its waiting requests 503 at once; a busy committer that
-        keeps finishing commits is waited for. The commit itself goes on, and a
+        A commit that looks stuck (`_stalled`: a paused database) answers its
+        waiting requests 503 at once; a busy committer that keeps finishing
+        commits is waited for. The commit itself goes on, and a
         retry with the same event ids is a duplicate, never a second copy.
         """
         while True:
@@ -293,8 +300,24 @@ class Ingestor(Service):
                 raise IngestUnavailable(self.retry_after)
 
     def _stalled(self) -> bool:
+        """Whether the commit in flight looks stuck: requests are then answered 503.
+
+        Stuck means running past `submit_timeout` while the database answered
+        nothing for as long (paused, wedged, unreachable), or past
+        `max_commit_seconds` at all. A database that is only slow (loaded) keeps
+        answering commands, and its commits are waited for: refusing them would
+        turn load into lost beacons.
+        """
         started = self._commit_started
-        return started is not None and time.monotonic() - started > self.submit_timeout
+        if started is None:
+            return False
+        now = time.monotonic()
+        running = now - started
+        if running <= self.submit_timeout:
+            return False
+        if self.answered is None or running > self.max_commit_seconds:
+            return True
+        return now - max(self.answered(), started) > self.submit_timeout
 
     def storage_problems(self, event: Event) -> list[tuple[str, str]]:
         """Why `event` cannot join a commit (BSON limits), by field; empty if it can."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +19,7 @@ from pymongo import AsyncMongoClient
 from gateway.app import create_app
 from gateway.embedded_mongo import EmbeddedMongo
 from gateway.settings import Settings
+from profiles.ingest import Ingestor
 from tests.conftest import Clock
 from tests.graphql_helpers import INGEST, PUBLISHABLE_KEY
 
@@ -121,3 +125,60 @@ async def _wait_ready(client: httpx.AsyncClient) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("MongoDB did not come back")
+
+
+async def test_events_on_a_paused_database_answer_503_within_the_bound_then_land(
+    own_server: EmbeddedMongo, ingest_client: httpx.AsyncClient
+) -> None:
+    first = await ingest_client.post("/v1/events", json=batch(), headers=INGEST)
+    assert first.status_code == 200, first.text
+    assert own_server.process is not None
+    pid = own_server.process.pid
+    os.kill(pid, signal.SIGSTOP)  # the database stops answering anything: a stall, not load
+    try:
+        started = time.monotonic()
+        stalled = await ingest_client.post("/v1/events", json=batch(), headers=INGEST)
+        waited = time.monotonic() - started
+        assert stalled.status_code == 503, stalled.text
+        assert stalled.headers["retry-after"].isdigit()
+        # submit_timeout (2 s) without a reply, checked every 0.25 s; never a hang.
+        assert 1.5 < waited < 4.0, waited
+        # Nothing queues behind the stalled commit: the next request is refused at once.
+        started = time.monotonic()
+        queued = await ingest_client.post("/v1/events", json=batch(), headers=INGEST)
+        assert queued.status_code == 503, queued.text
+        assert time.monotonic() - started < 1.0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # The database answers again: the stalled commit finishes and new events land.
+    for _ in range(200):
+        again = await ingest_client.post("/v1/events", json=batch(), headers=INGEST)
+        if again.status_code == 200:
+            break
+        assert again.status_code == 503, again.text
+        await asyncio.sleep(0.1)
+    assert again.status_code == 200, again.text
+
+
+async def test_a_slow_database_that_still_answers_is_waited_for(own_server: EmbeddedMongo) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(own_server.uri, tz_aware=True)
+    try:
+        now = time.monotonic()
+        answered = now
+        ingestor = Ingestor(
+            client["tessera_slow"], clock=Clock(), answered=lambda: answered, max_commit_seconds=10
+        )
+        ingestor._commit_started = now - 3.0  # past submit_timeout (2 s)
+        # The database answered a moment ago (someone's command): loaded, not stalled.
+        assert not ingestor._stalled()
+        answered = now - 2.5  # nothing for 2.5 s: stalled
+        assert ingestor._stalled()
+        answered = now
+        ingestor._commit_started = now - 11.0  # answering, but this commit is past the cap
+        assert ingestor._stalled()
+        # Without a way to tell, a commit past submit_timeout is stalled (the old rule).
+        blind = Ingestor(client["tessera_slow"], clock=Clock())
+        blind._commit_started = now - 3.0
+        assert blind._stalled()
+    finally:
+        await client.close()
