@@ -310,7 +310,8 @@ def create_app(
                     database[EXPOSURES],
                     max_queue=settings.exposure_queue_size,
                     batch_size=settings.exposure_batch_size,
-                    defer_while=reader.under_pressure,
+                    # Exposures wait while pages' profile reads or event commits are slow.
+                    defer_while=lambda: reader.under_pressure() or ingestor.behind(),
                     close_timeout=shutdown.remaining,
                 )
             )

@@ -195,6 +195,10 @@ def _retrieve(future: asyncio.Future[IngestOutcome]) -> None:
         future.exception()
 
 
+#: A commit running longer than this (seconds) means the database is slow for events.
+BEHIND_SECONDS = 0.5
+
+
 class Ingestor(Service):
     """Accepts validated events and answers once they are durable."""
 
@@ -298,6 +302,15 @@ class Ingestor(Service):
                 # The future stays with the commit: its outcome is simply not awaited.
                 future.add_done_callback(_retrieve)
                 raise IngestUnavailable(self.retry_after)
+
+    def behind(self) -> bool:
+        """Whether event commits are slow right now: one has run past `BEHIND_SECONDS`.
+
+        Writers that can wait (exposures) hold back meanwhile: events are
+        acknowledged first-party data, and the database's time goes to them first.
+        """
+        started = self._commit_started
+        return started is not None and time.monotonic() - started > BEHIND_SECONDS
 
     def _stalled(self) -> bool:
         """Whether the commit in flight looks stuck: requests are then answered 503.

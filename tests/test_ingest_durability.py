@@ -168,7 +168,10 @@ async def test_a_slow_database_that_still_answers_is_waited_for(own_server: Embe
         ingestor = Ingestor(
             client["tessera_slow"], clock=Clock(), answered=lambda: answered, max_commit_seconds=10
         )
+        assert not ingestor.behind()  # no commit in flight
         ingestor._commit_started = now - 3.0  # past submit_timeout (2 s)
+        # Slow enough that exposures hold back, whether or not the database still answers.
+        assert ingestor.behind()
         # The database answered a moment ago (someone's command): loaded, not stalled.
         assert not ingestor._stalled()
         answered = now - 2.5  # nothing for 2.5 s: stalled
