@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from blocks import templating
+from common.gc_tuning import tune_gc
 from delivery.services import Services
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -139,6 +140,7 @@ async def stats(request: Request) -> Response:
 def create_bench_app() -> Starlette:
     """The gateway built from the environment, with the `/bench/*` routes added."""
     app = create_app(Settings())
+    tune_gc()  # as `serve` does: the benchmarks measure what production runs
     app.router.routes.extend(
         [
             Route("/bench/payload", store_payload, methods=["PUT"]),

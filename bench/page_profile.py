@@ -107,6 +107,10 @@ async def measure(args: argparse.Namespace, mongodb_uri: str, state: Path) -> No
     population = visitors.population(args.visitors, prefix="pp")
     seeded = visitors.seed_direct(mongodb_uri, "tessera_profile", population)
     app = create_app(Settings())
+    if not args.default_gc:
+        from common.gc_tuning import tune_gc
+
+        tune_gc()  # as `serve` does
     body = json.dumps({"query": PAGE_QUERY % "home"}).encode()
     pages = [
         {"Content-Type": "application/json", "X-Visitor-Id": v.id, **v.headers()}
@@ -181,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--visitors", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--top", type=int, default=45)
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep the interpreter's garbage collection settings (serve tunes them)",
+    )
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="tessera-page-profile-") as tmp,

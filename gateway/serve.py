@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from common.gc_tuning import tune_gc
 from gateway.embedded_mongo import EmbeddedMongoError
 from gateway.embedded_supervisor import AdvertStatus, EmbeddedSupervisor
 from gateway.lifeline import follow_parent
@@ -144,7 +145,9 @@ def serve_command(args: argparse.Namespace) -> int:
             else:
                 from gateway.app import create_app
 
-                uvicorn.run(create_app(settings, embedded=supervisor), **options)
+                app = create_app(settings, embedded=supervisor)
+                tune_gc()
+                uvicorn.run(app, **options)
             if supervisor is not None:
                 # Last: every worker has flushed into it and exited.
                 supervisor.close()
@@ -182,4 +185,6 @@ def worker_app() -> Starlette:
     # (even one that was still starting when the parent died).
     follow_parent(int(os.environ.get(SERVE_PID_ENV) or os.getppid()), _stop_this_worker)
     storage = os.environ.get(EMBEDDED_STORAGE_ENV)
-    return create_app(settings, embedded=AdvertStatus(Path(storage)) if storage else None)
+    app = create_app(settings, embedded=AdvertStatus(Path(storage)) if storage else None)
+    tune_gc()
+    return app
