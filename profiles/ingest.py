@@ -214,7 +214,7 @@ class Ingestor(Service):
         retry_after: int = 2,
         reconcile_every: float = 30.0,
         submit_timeout: float = 2.0,
-        max_commit_seconds: float = 10.0,
+        max_wait_seconds: float = 5.0,
         close_timeout: Timeout = 10.0,
         on_profile: Callable[[Doc], None] | None = None,
         annotate: Callable[[Doc, datetime], None] | None = None,
@@ -238,8 +238,9 @@ class Ingestor(Service):
         #: How long a commit may go without the database answering anything before its
         #: requests are told to retry (503): a stalled or paused database.
         self.submit_timeout = submit_timeout
-        #: How long a commit may run at all while the database still answers (slowly).
-        self.max_commit_seconds = max_commit_seconds
+        #: The longest a request waits for its events while the database still answers
+        #: (slowly): under the usual client timeouts, however long the queue.
+        self.max_wait_seconds = max_wait_seconds
         #: When the database last answered a command (`time.monotonic()`), if known.
         self.answered = answered
         self.close_timeout = close_timeout
@@ -290,14 +291,16 @@ class Ingestor(Service):
 
         A commit that looks stuck (`_stalled`: a paused database) answers its
         waiting requests 503 at once; a busy committer that keeps finishing
-        commits is waited for. The commit itself goes on, and a
+        commits is waited for, each request at most `max_wait_seconds` (queued
+        behind a slow commit, then in its own). The commit itself goes on, and a
         retry with the same event ids is a duplicate, never a second copy.
         """
+        began = time.monotonic()
         while True:
             done, _ = await asyncio.wait({future}, timeout=min(0.25, self.submit_timeout))
             if done:
                 return future.result()
-            if self._stalled():
+            if self._stalled() or time.monotonic() - began > self.max_wait_seconds:
                 EVENTS_REFUSED.labels("stalled").inc(count)
                 # The future stays with the commit: its outcome is simply not awaited.
                 future.add_done_callback(_retrieve)
@@ -317,7 +320,7 @@ class Ingestor(Service):
 
         Stuck means running past `submit_timeout` while the database answered
         nothing for as long (paused, wedged, unreachable), or past
-        `max_commit_seconds` at all. A database that is only slow (loaded) keeps
+        `max_wait_seconds` at all. A database that is only slow (loaded) keeps
         answering commands, and its commits are waited for: refusing them would
         turn load into lost beacons.
         """
@@ -328,7 +331,7 @@ class Ingestor(Service):
         running = now - started
         if running <= self.submit_timeout:
             return False
-        if self.answered is None or running > self.max_commit_seconds:
+        if self.answered is None or running > self.max_wait_seconds:
             return True
         return now - max(self.answered(), started) > self.submit_timeout
 

@@ -166,7 +166,7 @@ async def test_a_slow_database_that_still_answers_is_waited_for(own_server: Embe
         now = time.monotonic()
         answered = now
         ingestor = Ingestor(
-            client["tessera_slow"], clock=Clock(), answered=lambda: answered, max_commit_seconds=10
+            client["tessera_slow"], clock=Clock(), answered=lambda: answered, max_wait_seconds=10
         )
         assert not ingestor.behind()  # no commit in flight
         ingestor._commit_started = now - 3.0  # past submit_timeout (2 s)
