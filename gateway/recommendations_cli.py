@@ -82,8 +82,11 @@ def _read(path: Path) -> Any:
         raise Unusable(f"{path} is not UTF-8 text: {exc}") from exc
     if found.problems:
         first = found.problems[0]
+        # An event may have several problems: the count is of lines left out.
+        bad = len({problem.index for problem in found.problems})
         print(
-            f"{path}: {len(found.problems)} problem(s) in {found.lines} lines were left out; "
+            f"{path}: {bad} of {found.lines} lines were left out "
+            f"({len(found.problems)} problem(s)); "
             f"first: line {first.index + 1} {first.field or '(event)'}: {first.message}",
             file=sys.stderr,
         )

@@ -373,7 +373,8 @@ def _heat(report: SegmentReport, top: int) -> tuple[str, int]:
     if not report.rows:
         return "", top
     features = list(report.rows[0].centroid_z)
-    cell = max(18, min(48, (_W - _LABEL) // max(1, len(features))))
+    # Room on the right for the last column's label, slanted up and to the right.
+    cell = max(18, min(48, (_W - _LABEL - 90) // max(1, len(features))))
     title = "Centroids (z-scores: blue below, red above the average visitor)"
     parts = [f'<text x="8" y="{top + 18}" class="h">{title}</text>']
     for index, name in enumerate(features):

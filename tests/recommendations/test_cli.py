@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -126,12 +127,15 @@ def test_unusable_files_and_too_little_data(
     few.write_text(
         '{"type":"page_view","eventId":"1","visitorId":"v","properties":{"productId":"A"}}\n'
         "not json\n"
-        '{"type":"teleport","eventId":"2","visitorId":"v"}\n',
+        '{"type":"teleport","eventId":"2","visitorId":"v"}\n'
+        '{"type":"teleport","eventId":3}\n',  # several problems, one line
         encoding="utf-8",
     )
     assert main(["recommendations", "evaluate", "--events", str(few)]) == 1
     err = capsys.readouterr().err
-    assert "2 problem(s) in 3 lines were left out; first: line 2" in err
+    assert re.search(
+        r"3 of 4 lines were left out \(([4-9]|\d\d+) problem\(s\)\); first: line 2", err
+    )
     with pytest.raises(SystemExit):
         main(["recommendations", "evaluate", "--events", str(few), "--test-fraction", "0.9"])
 
