@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,6 +16,7 @@ from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from delivery.services import Services
 from gateway.app import create_app
 from gateway.embedded_mongo import EmbeddedMongo
 from gateway.settings import DEMO_CONTENT_DIR, Settings
@@ -116,3 +119,27 @@ async def mongo(
     yield client
     await client.drop_database(database_name)
     await client.close()
+
+
+ServedGateway = tuple[httpx.AsyncClient, Services]
+
+
+@pytest.fixture
+def gateway(
+    settings: Settings, clock: Clock
+) -> Callable[..., AbstractAsyncContextManager[ServedGateway]]:
+    """Start the gateway with setting overrides: `async with gateway(**overrides) as (c, s)`.
+
+    Modules and folders with a `gateway` of their own (rate limits, persisted
+    queries, webhooks) shadow this one.
+    """
+
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[ServedGateway]:
+        app = create_app(settings.model_copy(update=overrides), clock=clock)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
+                yield client, app.state.services
+
+    return start

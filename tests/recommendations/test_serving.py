@@ -7,8 +7,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,19 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from blocks.catalog import Catalog
 from cms_adapters.filesystem import FilesystemAdapter
 from delivery.services import Services
-from gateway.app import create_app
 from gateway.settings import DEMO_CONTENT_DIR, Settings
 from scoring.recommendations.interactions import interactions, read_events
 from scoring.recommendations.models import Params, RecommendationModel, fit
 from scoring.recommendations.online import online_report
 from scoring.recommendations.synthetic import generate_events
 from scoring.registry import RECOMMENDATIONS_MODEL, ModelRegistry
-from tests.conftest import FIXED_NOW, Clock
+from tests.conftest import FIXED_NOW
 from tests.graphql_helpers import ADMIN, INGEST, graphql
 from tests.recommendations.models import BrokenModel, SlowModel
 
@@ -81,24 +78,6 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def registry(mongo: Mongo, database_name: str) -> ModelRegistry:
     return ModelRegistry(mongo[database_name], KEY.encode())
-
-
-Gateway = tuple[httpx.AsyncClient, Services]
-
-
-@pytest.fixture
-def gateway(settings: Settings, clock: Clock) -> Callable[..., Any]:
-    """Start the gateway with setting overrides: `async with gateway(**overrides) as (c, s)`."""
-
-    @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Gateway]:
-        app = create_app(settings.model_copy(update=overrides), clock=clock)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
-                yield client, app.state.services
-
-    return start
 
 
 async def _activate(registry: ModelRegistry, model: Any) -> str:

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from delivery.services import Services
-from gateway.app import create_app
 from gateway.settings import Settings
 from scoring.exposures import EXPOSURES, ExposureLog, block_exposures
 from scoring.registry import BUCKET, STATE, ModelRegistry
 from scoring.serving import ModelServer
-from tests.conftest import Clock
 from tests.graphql_helpers import ADMIN, graphql
 from tests.scoring.models import BrokenModel, SlowModel, fitted
 
@@ -58,24 +54,6 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def registry(mongo: Mongo, database_name: str) -> ModelRegistry:
     return ModelRegistry(mongo[database_name], KEY.encode())
-
-
-Gateway = tuple[httpx.AsyncClient, Services]
-
-
-@pytest.fixture
-def gateway(settings: Settings, clock: Clock) -> Callable[..., Any]:
-    """Start the gateway with setting overrides: `async with gateway(**overrides) as (c, s)`."""
-
-    @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Gateway]:
-        app = create_app(settings.model_copy(update=overrides), clock=clock)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
-                yield client, app.state.services
-
-    return start
 
 
 async def _save(registry: ModelRegistry, estimator: Any) -> str:

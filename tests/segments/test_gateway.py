@@ -9,25 +9,20 @@ import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from delivery.services import Services
-from gateway.app import create_app
 from gateway.cli import main
 from gateway.settings import Settings
 from scoring.registry import SEGMENTS_MODEL, STATE
-from tests.conftest import Clock
 from tests.graphql_helpers import ADMIN, INGEST, graphql
 from tests.segments.profiles import population
 
@@ -53,24 +48,6 @@ def settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
             "preview_tokens": SecretStr("preview-token"),
         }
     )
-
-
-Gateway = tuple[httpx.AsyncClient, Services]
-
-
-@pytest.fixture
-def gateway(settings: Settings, clock: Clock) -> Callable[..., Any]:
-    """Start the gateway with setting overrides: `async with gateway(**overrides) as (c, s)`."""
-
-    @asynccontextmanager
-    async def start(**overrides: Any) -> AsyncIterator[Gateway]:
-        app = create_app(settings.model_copy(update=overrides), clock=clock)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
-                yield client, app.state.services
-
-    return start
 
 
 async def _cli(*argv: str) -> int:
