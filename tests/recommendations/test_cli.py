@@ -208,3 +208,25 @@ def test_train_from_a_file_without_activating(
     out = capsys.readouterr().out
     assert "activate it with: python -m gateway models activate recommendations-" in out
     assert db[STATE].find_one({"_id": RECOMMENDATIONS_MODEL}) is None
+
+
+def test_hostile_lines_are_problems_not_crashes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hostile = tmp_path / "hostile.ndjson"
+    lines = [
+        '{"type":"page_view","eventId":"1","visitorId":"v","properties":{"productId":"A"}}',
+        "[" * 100_000 + "]" * 100_000,
+        '{"type":"page_view","eventId":"2","visitorId":"v","properties":{"price":1e999999}}',
+        '{"type":"page_view","eventId":"3","visitorId":"v","timestamp":"9999-12-31T23:59:59-01:00"}',
+        '{"type":"page_view","eventId":"4","visitorId":"v","timestamp":"0001-01-01T00:00:00+01:00"}',
+        '{"type":"page_view","eventId":"5","visitorId":"\\ud800"}',
+        '{"type":"purchase","eventId":"6","visitorId":"v","properties":{"revenue":1180591620717411303424}}',
+    ]
+    hostile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # Too little data once the hostile lines are left out: a clear exit 1, no traceback.
+    assert main(["recommendations", "evaluate", "--events", str(hostile)]) == 1
+    err = capsys.readouterr().err
+    assert "6 of 7 lines were left out" in err
+    assert "line 2 is not JSON: nested too deeply" in err
+    assert "Traceback" not in err
