@@ -16,7 +16,6 @@ in folders; anything else that could escape the folder is refused.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from cms_adapters.errors import (
     MalformedContent,
 )
 from cms_adapters.webhooks import require_secret
+from common.json_input import JSONInputError, loads
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*$")
 _SUFFIXES = (".yaml", ".yml", ".json")
@@ -46,7 +46,7 @@ _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def _load(path: Path, fast: bool = False) -> Any:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        return json.loads(text)
+        return loads(text, strict=False)
     if fast:
         return yaml.load(text, Loader=_SafeLoader)
     return yaml.safe_load(text)
@@ -73,7 +73,7 @@ class FilesystemAdapter(CMSAdapter):
     def _read(self, path: Path, entry: str, fast: bool = False) -> Any:
         try:
             return _load(path, fast)
-        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (yaml.YAMLError, JSONInputError, UnicodeDecodeError) as exc:
             raise MalformedContent(self.name, f"not valid YAML/JSON: {exc}", entry=entry) from None
         except OSError as exc:
             raise CMSUnavailable(self.name, f"cannot read {path}: {exc}", entry=entry) from None

@@ -34,6 +34,7 @@ from cms_adapters.content_cache import ContentCache
 from cms_adapters.purge import LoggingPurgeSink as LoggingPurgeSink
 from cms_adapters.purge import PurgeError
 from cms_adapters.purge import PurgeSink as PurgeSink
+from common.json_input import loads
 from common.service import Service
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def encode(origin: str, cms: str, changed: ChangedKeys) -> str:
 def decode(message: str | bytes) -> tuple[str, str, ChangedKeys] | None:
     """Parse a pub/sub message; None when it is not one of ours."""
     try:
-        data = json.loads(message)
+        data: Any = loads(message, strict=False)
         changed = ChangedKeys(
             pages=frozenset(str(s) for s in data["pages"]),
             blocks=frozenset(str(b) for b in data["blocks"]),

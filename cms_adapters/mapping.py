@@ -16,12 +16,12 @@ JSON text. Empty values (None, "", []) mean "not set".
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from blocks.parse import ContentError, ParsedPage, parse_page
 from cms_adapters.errors import MalformedContent
+from common.json_input import JSONInputError, loads
 
 _JSON_FIELDS = ("fields", "condition", "experiment", "localized")
 _PLAIN_FIELDS = ("audiences", "audienceMatch", "priority", "locales", "tags", "weight", "ruleId")
@@ -40,11 +40,11 @@ def json_value(cms: str, entry: str, field: str, value: Any) -> Any:
     """An object field, parsing JSON text; MalformedContent names the field otherwise."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise MalformedContent(
-                cms, f"not valid JSON: {exc.msg}", entry=entry, field=field
-            ) from None
+            # Editors' data: nesting deep enough to exhaust the parser is malformed too.
+            return loads(value, strict=False)
+        except JSONInputError as exc:
+            message = f"not valid JSON: {exc}"
+            raise MalformedContent(cms, message, entry=entry, field=field) from None
     return value
 
 

@@ -202,6 +202,16 @@ async def test_invalid_json_in_page_titles_names_the_field(
     assert "not valid JSON" in str(info.value)
 
 
+async def test_json_text_nested_too_deeply_is_malformed_not_a_crash(
+    vendor: FakeVendor, adapter: CMSAdapter
+) -> None:
+    vendor.site["home"]["titles"] = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(MalformedContent) as info:
+        await adapter.fetch_page("home")
+    assert info.value.field == "titles"
+    assert "nested too deeply" in str(info.value)
+
+
 async def test_a_bad_variant_is_left_out_and_reported(
     vendor: FakeVendor, adapter: CMSAdapter
 ) -> None:

@@ -89,6 +89,7 @@ def test_messages_round_trip() -> None:
     changed = ChangedKeys(pages=frozenset({"a", "b"}), blocks=frozenset({"hero"}))
     assert decode(encode("o", "cms", changed)) == ("o", "cms", changed)
     assert decode("{}") is None
+    assert decode("[" * 100_000 + "]" * 100_000) is None  # not ours, and no crash
 
 
 def test_surrogate_keys() -> None:

@@ -192,6 +192,7 @@ async def test_absolute_slug_does_not_escape(tmp_path: Path, cms: FilesystemAdap
         pytest.param("broken.yaml", "slug: broken\ntitle: [unclosed\nblocks: []\n", id="yaml"),
         pytest.param("broken.yaml", "slug: broken\n\ttitle: tab\n", id="yaml-tab"),
         pytest.param("broken.json", '{"slug": "broken", "title": ', id="json"),
+        pytest.param("broken.json", "[" * 100_000 + "]" * 100_000, id="json-nested-100000"),
     ],
 )
 async def test_broken_file_is_malformed_and_names_the_entry(
