@@ -31,6 +31,8 @@ from typing import Any, ClassVar, Protocol, Self
 import httpx
 from prometheus_client import Counter, Histogram
 
+from cms_adapters.http import retry_after
+
 logger = logging.getLogger(__name__)
 
 
@@ -142,15 +144,6 @@ class LoggingPurgeSink(SinkBase):
         """Log and remember the keys."""
         self.purged.append(list(keys))
         logger.info("purge surrogate keys: %s", " ".join(keys))
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds a 429 asks us to wait (`Retry-After` in seconds); None if unsaid."""
-    value = response.headers.get("retry-after", "").strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
