@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
@@ -143,3 +143,21 @@ def gateway(
                 yield client, app.state.services
 
     return start
+
+
+@pytest.fixture
+def db(
+    mongo_server: EmbeddedMongo,
+    database_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Any]:
+    """The database the CLIs (`python -m gateway ...` in process) find through the environment."""
+    monkeypatch.setenv("MONGODB_URI", mongo_server.uri)
+    monkeypatch.setenv("MONGODB_DATABASE", database_name)
+    monkeypatch.setenv("MODEL_SIGNING_KEY", "cli-test-key")
+    monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_server.uri, tz_aware=True)
+    yield client[database_name]
+    client.drop_database(database_name)
+    client.close()

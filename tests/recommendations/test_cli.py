@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
 
 from gateway.cli import main
-from gateway.embedded_mongo import EmbeddedMongo
 from scoring.registry import RECOMMENDATIONS_MODEL, STATE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,23 +136,6 @@ def test_unusable_files_and_too_little_data(
     )
     with pytest.raises(SystemExit):
         main(["recommendations", "evaluate", "--events", str(few), "--test-fraction", "0.9"])
-
-
-@pytest.fixture
-def db(
-    mongo_server: EmbeddedMongo,
-    database_name: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
-    monkeypatch.setenv("MONGODB_URI", mongo_server.uri)
-    monkeypatch.setenv("MONGODB_DATABASE", database_name)
-    monkeypatch.setenv("MODEL_SIGNING_KEY", "cli-test-key")
-    monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
-    client: MongoClient[dict[str, Any]] = MongoClient(mongo_server.uri, tz_aware=True)
-    yield client[database_name]
-    client.drop_database(database_name)
-    client.close()
 
 
 def _stored(events_file: Path, shift: timedelta) -> list[dict[str, Any]]:

@@ -4,34 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
 
 from gateway.cli import main
-from gateway.embedded_mongo import EmbeddedMongo
 from scoring.registry import BUCKET, STATE
 from scoring.synthetic import make_visitors, synthetic_logs
 from tests.scoring.test_propensity import _profiles
-
-
-@pytest.fixture
-def db(
-    mongo_server: EmbeddedMongo,
-    database_name: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
-    monkeypatch.setenv("MONGODB_URI", mongo_server.uri)
-    monkeypatch.setenv("MONGODB_DATABASE", database_name)
-    monkeypatch.setenv("MODEL_SIGNING_KEY", "cli-test-key")
-    monkeypatch.setenv("STATE_DIR", str(tmp_path / "state"))
-    client: MongoClient[dict[str, Any]] = MongoClient(mongo_server.uri, tz_aware=True)
-    yield client[database_name]
-    client.drop_database(database_name)
-    client.close()
 
 
 def _seed_exposures(db: Any, count: int = 2000) -> None:
