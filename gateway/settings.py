@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     profile_budget_ms: float = Field(default=50.0, gt=0)
-    profile_cache_mb: float = Field(default=256.0, ge=0)
+    profile_cache_mb: float = Field(default=128.0, ge=0)
     profile_read_concurrency: int = Field(default=32, ge=1)
     state_dir: Path = Field(default_factory=_default_state_dir)
     shutdown_timeout: float = Field(

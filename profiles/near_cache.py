@@ -13,23 +13,31 @@ While the feed is down, entries are only *possibly* fresh: the reader then
 asks MongoDB first and uses an entry only as a stale fallback. A feed that
 cannot resume (its history is gone) clears the cache.
 
-The cache is a bounded LRU sized in bytes of memory: each profile counts what
-its decoded dictionaries take (`footprint`), about eight times its BSON size.
-Keys are the visitor ids asked for; a merged visitor's key holds the profile
-it merged into, and a change to that profile updates every key that points
-at it.
+Each profile is kept as its BSON document, and decoded for each read. Decoded
+dictionaries take about eight times the BSON (a typical visitor: 960 bytes of
+BSON, 8 KB of dictionaries), so the same memory holds eight times as many
+visitors, a long-lived heap of millions of small objects does not slow every
+garbage collection, and a reader can never alter the cached copy. A read pays
+for it with the decoding, about 20 µs for a typical profile.
+
+The cache is a bounded LRU sized in bytes of memory: each entry counts its
+document and what keeping it costs (`ENTRY_BYTES`). Keys are the visitor ids
+asked for; a merged visitor's key holds the profile it merged into, and a
+change to that profile updates every key that points at it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import bson
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -38,41 +46,35 @@ from common.service import Service, cancel
 logger = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
-#: What an absent profile (a new visitor) costs in the cache.
-ABSENT_BYTES = 64
-#: Profiles are at most this deep once validated; deeper is counted by the container alone.
-_MAX_DEPTH = 32
+#: What keeping one entry costs besides its document: the entry, its key, the LRU's
+#: links and the alias index (measured with tracemalloc by the unit tests).
+ENTRY_BYTES = 500
+#: Decoded as `open_database`'s client decodes: timezone-aware datetimes.
+_CODEC: CodecOptions[Doc] = CodecOptions(tz_aware=True)
+#: The change stream's documents, left undecoded: the cache keeps their BSON as it came.
+RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument, tz_aware=True)
 #: MongoDB's ChangeStreamHistoryLost and friends: the resume token is gone.
 _HISTORY_LOST = {136, 280, 286}
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A cached profile (None: the visitor has none) and the id it resolved to."""
+    """A cached profile's BSON (None: the visitor has none) and the id it resolved to."""
 
-    profile: Doc | None
+    document: bytes | None
     resolved_id: str | None
     size: int
 
-
-def footprint(value: Any, _depth: int = 0) -> int:
-    """About the bytes `value` takes in memory: the object and everything it contains."""
-    size = sys.getsizeof(value)
-    if _depth >= _MAX_DEPTH:
-        return size
-    if isinstance(value, dict):
-        for key, item in value.items():
-            size += footprint(key, _depth + 1) + footprint(item, _depth + 1)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            size += footprint(item, _depth + 1)
-    return size
+    @property
+    def profile(self) -> Doc | None:
+        """The profile, decoded afresh for this read (None: the visitor has none)."""
+        return None if self.document is None else bson.decode(self.document, _CODEC)
 
 
-def _size(profile: Mapping[str, Any] | None) -> int:
-    # Memory, not BSON: a decoded profile takes about 8 times its BSON size (975 bytes
-    # against 8,107 on the bench's population), so a BSON budget of 64 MB took 530 MB.
-    return ABSENT_BYTES if profile is None else footprint(profile)
+def _encode(profile: Mapping[str, Any]) -> bytes:
+    if isinstance(profile, RawBSONDocument):
+        return bytes(profile.raw)
+    return bson.encode(profile)
 
 
 class NearCache:
@@ -95,36 +97,45 @@ class NearCache:
             self._entries.move_to_end(visitor_id)
         return entry
 
-    def put(self, visitor_id: str, profile: Doc | None) -> None:
+    def put(self, visitor_id: str, profile: Mapping[str, Any] | None) -> None:
         """Keep what a read of `visitor_id` returned (None: no profile yet)."""
-        if self.max_bytes <= 0:
-            return
-        self._drop(visitor_id)
-        resolved = str(profile["_id"]) if profile is not None and "_id" in profile else None
-        entry = Entry(profile, resolved, _size(profile))
-        if entry.size > self.max_bytes:
-            return
-        self._entries[visitor_id] = entry
-        self.bytes += entry.size
-        if resolved is not None:
-            self._keys_of.setdefault(resolved, set()).add(visitor_id)
-        while self.bytes > self.max_bytes:
-            oldest = next(iter(self._entries))
-            self._drop(oldest)
+        if profile is None:
+            self._keep(visitor_id, None, None)
+        else:
+            resolved = str(profile["_id"]) if "_id" in profile else None
+            self._keep(visitor_id, _encode(profile), resolved)
 
-    def update(self, profile: Doc) -> None:
+    def update(self, profile: Mapping[str, Any]) -> None:
         """A profile was written: refresh every key holding it, and its own key if cached."""
         profile_id = str(profile.get("_id"))
         merged = profile.get("mergedInto") or profile.get("mergingInto")
         keys = set(self._keys_of.get(profile_id, ()))
         if profile_id in self._entries:
             keys.add(profile_id)
-        for key in keys:
-            if merged is not None:
-                # The visitor now reads another profile: the next read follows the merge.
+        if not keys:
+            return
+        if merged is not None:
+            # The visitor now reads another profile: the next read follows the merge.
+            for key in keys:
                 self._drop(key)
-            else:
-                self.put(key, profile)
+            return
+        document = _encode(profile)  # once for every alias
+        for key in keys:
+            self._keep(key, document, profile_id)
+
+    def _keep(self, visitor_id: str, document: bytes | None, resolved: str | None) -> None:
+        if self.max_bytes <= 0:
+            return
+        self._drop(visitor_id)
+        size = ENTRY_BYTES + len(visitor_id) + (0 if document is None else len(document))
+        if size > self.max_bytes:
+            return
+        self._entries[visitor_id] = Entry(document, resolved, size)
+        self.bytes += size
+        if resolved is not None:
+            self._keys_of.setdefault(resolved, set()).add(visitor_id)
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
 
     def remove(self, profile_id: str) -> None:
         """A profile was deleted (an erasure): forget every key holding it."""
@@ -161,7 +172,10 @@ class ProfileFeed(Service):
         retry_initial: float = 0.2,
         retry_max: float = 5.0,
     ) -> None:
-        self.collection = collection
+        # Undecoded: the cache keeps each changed profile's BSON as the stream delivers it.
+        self.collection: AsyncCollection[RawBSONDocument] = collection.with_options(
+            codec_options=RAW
+        )
         self.cache = cache
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -232,7 +246,7 @@ class ProfileFeed(Service):
         operation = change.get("operationType")
         if operation in ("insert", "replace", "update"):
             document = change.get("fullDocument")
-            if isinstance(document, dict):
+            if isinstance(document, Mapping):
                 self.cache.update(document)
             else:  # updated, then deleted before the lookup
                 key = change.get("documentKey", {}).get("_id")
