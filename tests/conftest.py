@@ -81,7 +81,9 @@ def settings(mongo_server: EmbeddedMongo, database_name: str, tmp_path: Path) ->
         mongodb_database=database_name,
         content_dir=DEMO_CONTENT_DIR,
         state_dir=tmp_path / "state",
-        profile_budget_ms=2000,  # a stall of the shared CI machine must not turn a page unpersonalized; budget tests set their own
+        # A stall of the shared CI machine must not turn a page unpersonalized (it did at
+        # 500 ms); the tests of the budget set their own.
+        profile_budget_ms=2000,
         publishable_keys=PUBLISHABLE_KEY,
         admin_keys=ADMIN_KEY,
     )

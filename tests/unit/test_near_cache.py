@@ -81,7 +81,8 @@ def test_each_read_decodes_a_copy_the_caller_cannot_alter() -> None:
     assert entry is not None
     first = entry.profile
     assert first == original  # datetimes come back timezone-aware, milliseconds kept
-    assert first is not None and first["traits"]["lastSeen"].tzinfo is not None
+    assert first is not None
+    assert first["traits"]["lastSeen"].tzinfo is not None
     first["counts"]["page_view"] = 10**6
     first["interests"].clear()
     assert entry.profile == original
