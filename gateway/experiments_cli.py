@@ -64,34 +64,26 @@ def _users(value: str) -> int:
 
 async def _report(args: argparse.Namespace) -> Report | int:
     """The report, or the exit status when it cannot be made."""
-    from pymongo import AsyncMongoClient
-
     from experiments.data import experiment_report
     from gateway.app import build_adapter
-    from gateway.embedded_mongo import EmbeddedMongoError, database_uri
+    from gateway.database import open_database
+    from gateway.embedded_mongo import EmbeddedMongoError
     from gateway.settings import Settings
 
     settings = Settings()
     if args.content_dir:
         settings = settings.model_copy(update={"content_dir": Path(args.content_dir)})
     try:
-        async with database_uri(settings) as uri:
-            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-                uri, serverSelectionTimeoutMS=5000, tz_aware=True
+        async with open_database(settings) as database, build_adapter(settings) as adapter:
+            report = await experiment_report(
+                database,
+                adapter,
+                args.key,
+                now=datetime.now(UTC),
+                alpha=args.alpha,
+                sequential=args.sequential,
+                planned_users=args.planned_users,
             )
-            try:
-                async with build_adapter(settings) as adapter:
-                    report = await experiment_report(
-                        client[settings.mongodb_database],
-                        adapter,
-                        args.key,
-                        now=datetime.now(UTC),
-                        alpha=args.alpha,
-                        sequential=args.sequential,
-                        planned_users=args.planned_users,
-                    )
-            finally:
-                await client.close()
     except ExperimentNotFound as exc:
         print(f"experiments report: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -22,6 +23,11 @@ from gateway.embedded_mongo import EmbeddedMongo
 from gateway.settings import DEMO_CONTENT_DIR, Settings
 from tests.graphql_helpers import ADMIN_KEY, PUBLISHABLE_KEY
 from tests.redis_server import free_port, start_redis, stop_redis
+
+# Gateways the tests start as processes (`serve`, its workers) take their settings from
+# the environment: a stall of the shared CI machine must not turn their pages
+# unpersonalized at the default 50 ms (tests of the budget set their own).
+os.environ.setdefault("PROFILE_BUDGET_MS", "2000")
 
 # Before the demo's Black Friday banner starts, so decisions are deterministic.
 FIXED_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
