@@ -201,7 +201,9 @@ def create_app(
             health, db_settings = embedded, settings
             if settings.mongodb_uri is None:
                 supervisor = await stack.enter_async_context(
-                    EmbeddedSupervisor(settings.state_dir / "mongo")
+                    EmbeddedSupervisor(
+                        settings.state_dir / "mongo", hang_after=settings.embedded_db_hang_seconds
+                    )
                 )
                 health = supervisor
                 db_settings = settings.model_copy(update={"mongodb_uri": SecretStr(supervisor.uri)})

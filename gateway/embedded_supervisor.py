@@ -8,6 +8,13 @@ up to 30 s between attempts, for as long as the gateway runs. Each death and
 each restart is logged once. After `failed_after` attempts in a row fail,
 the state is `failed` (and `/healthz` answers 503) while the attempts go on.
 
+A server that hangs is as good as dead, but never exits: a second thread
+pings it every `ping_interval` seconds, and when it has answered nothing
+for `hang_after` seconds (60 by default, `EMBEDDED_DB_HANG_SECONDS`; 0 turns
+this off) it is killed, so the watch thread restarts it. The bound is long
+because a busy server that still answers slowly is not hung: SecantusDB
+pauses for seconds while its storage grows or compacts.
+
 The state is written into the advert (`<storage>/server.uri`) too, where
 `serve --workers N`'s workers read it (`AdvertStatus`).
 """
@@ -16,11 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
 
 from common.service import Service
 from gateway.embedded_mongo import Advert, EmbeddedMongo, EmbeddedMongoError
@@ -72,6 +83,8 @@ class EmbeddedSupervisor(Service):
         failed_after: int = 5,
         start_timeout: float = 60.0,
         stop_timeout: float = 10.0,
+        hang_after: float = 60.0,
+        ping_interval: float = 5.0,
     ) -> None:
         self.server = EmbeddedMongo(storage, advertise=True)
         self.storage = storage
@@ -80,12 +93,17 @@ class EmbeddedSupervisor(Service):
         self.failed_after = failed_after
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        self.hang_after = hang_after
+        self.ping_interval = ping_interval
         self.restarts = 0
+        #: Servers killed because they answered nothing for `hang_after` seconds.
+        self.hangs = 0
         self._state: State = "stopped"
         self._stopping = threading.Event()
         # Held while the server is started or stopped: the watch thread and close() take turns.
         self._lock = threading.Lock()
         self._watch: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
 
     @property
     def uri(self) -> str:
@@ -111,6 +129,11 @@ class EmbeddedSupervisor(Service):
             target=self._supervise, name="embedded-db-supervisor", daemon=True
         )
         self._watch.start()
+        if self.hang_after > 0:
+            self._watchdog = threading.Thread(
+                target=self._watch_hangs, name="embedded-db-watchdog", daemon=True
+            )
+            self._watchdog.start()
 
     def close(self) -> None:
         """Stop watching, then stop the server (SIGTERM; SIGKILL after `stop_timeout`)."""
@@ -118,9 +141,10 @@ class EmbeddedSupervisor(Service):
         with self._lock:
             self.server.stop(self.stop_timeout)
         self._state = "stopped"
-        if self._watch is not None:
-            self._watch.join(self.stop_timeout)
-            self._watch = None
+        for thread in (self._watch, self._watchdog):
+            if thread is not None:
+                thread.join(self.stop_timeout)
+        self._watch = self._watchdog = None
 
     async def start(self) -> None:
         """`open()`, off the event loop."""
@@ -158,6 +182,51 @@ class EmbeddedSupervisor(Service):
             )
             if not self._restart(died):
                 return
+
+    def _watch_hangs(self) -> None:
+        """Kill the server once it has answered no ping for `hang_after` seconds."""
+        timeout_ms = int(max(min(self.ping_interval, self.hang_after), 0.1) * 1000)
+        client: MongoClient[dict[str, Any]]
+        with MongoClient(
+            self.uri,
+            directConnection=True,
+            appname="tessera-watchdog",
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms,
+            serverSelectionTimeoutMS=timeout_ms,
+        ) as client:
+            watched, answered = None, time.monotonic()
+            while not self._stopping.wait(self.ping_interval):
+                process = self.server.process
+                if process is None or self._state != "running" or process.pid != watched:
+                    # Starting, restarting or a new server: its silence counts from now.
+                    watched = process.pid if process is not None else None
+                    answered = time.monotonic()
+                    continue
+                try:
+                    client.admin.command("ping")
+                except PyMongoError:
+                    silent = time.monotonic() - answered
+                    if silent >= self.hang_after and not self._stopping.is_set():
+                        self._kill_hung(process, silent)
+                        answered = time.monotonic()
+                else:
+                    answered = time.monotonic()
+
+    def _kill_hung(self, process: subprocess.Popen[bytes], silent: float) -> None:
+        with self._lock:  # not while close() stops it or a restart starts it
+            if self._stopping.is_set() or process is not self.server.process:
+                return
+            if process.poll() is not None:
+                return  # it died meanwhile: the watch thread restarts it
+            self.hangs += 1
+            logger.error(
+                "embedded SecantusDB (pid %d) answered nothing for %.0f s; killing it so it is "
+                "restarted",
+                process.pid,
+                silent,
+            )
+            process.kill()
 
     def _restart(self, died: float) -> bool:
         """Start the server again, backing off; False once the supervisor is stopping."""

@@ -113,7 +113,9 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     supervisor = None
     if settings.mongodb_uri is None:
-        supervisor = EmbeddedSupervisor(settings.state_dir / "mongo")
+        supervisor = EmbeddedSupervisor(
+            settings.state_dir / "mongo", hang_after=settings.embedded_db_hang_seconds
+        )
         settings = settings.model_copy(update={"mongodb_uri": SecretStr(supervisor.uri)})
     options: dict[str, Any] = {
         "host": host,

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     profile_cache_mb: float = Field(default=128.0, ge=0)
     profile_read_concurrency: int = Field(default=32, ge=1)
     state_dir: Path = Field(default_factory=_default_state_dir)
+    embedded_db_hang_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="The embedded server is killed and restarted after answering nothing this "
+        "long; 0 never.",
+    )
     shutdown_timeout: float = Field(
         default=20.0,
         ge=2,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,10 +11,12 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from pymongo import AsyncMongoClient
 
 from common.service import ShutdownBudget
 from gateway.app import create_app
@@ -148,3 +151,42 @@ async def test_an_app_without_mongodb_uri_supervises_an_embedded_server_of_its_o
     assert Advert.read(storage) is None
     with pytest.raises(ProcessLookupError):
         os.kill(server, 0)
+
+
+async def test_a_hung_server_is_killed_and_restarted_a_slow_one_is_not(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    supervisor = EmbeddedSupervisor(
+        tmp_path / "mongo", restart_initial=0.2, hang_after=3.0, ping_interval=0.5
+    )
+    async with supervisor:
+        first = supervisor.server.pid
+        assert first is not None
+        try:
+            # Paused for less than the bound (a server busy compacting, say): left alone.
+            os.kill(first, signal.SIGSTOP)
+            await asyncio.sleep(1.0)
+            os.kill(first, signal.SIGCONT)
+            await asyncio.sleep(4.0)
+            assert (supervisor.server.pid, supervisor.hangs, supervisor.restarts) == (first, 0, 0)
+            # Paused for good: a hang. Killed once silent for 3 s, then restarted.
+            os.kill(first, signal.SIGSTOP)
+            stopped = time.monotonic()
+            await until(lambda: supervisor.restarts == 1 and supervisor.status().state == "running")
+            assert time.monotonic() - stopped >= 3.0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(first, signal.SIGCONT)
+        assert supervisor.hangs == 1
+        assert supervisor.server.pid not in (None, first)
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            supervisor.uri, directConnection=True, serverSelectionTimeoutMS=10_000
+        )
+        try:
+            assert (await client.admin.command("ping"))["ok"] == 1
+        finally:
+            await client.close()
+    assert f"embedded SecantusDB (pid {first}) answered nothing for" in caplog.text
+    assert "restarted" in caplog.text
