@@ -38,13 +38,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.shutdown import wait_ready
 from gateway.embedded_mongo import EmbeddedMongo, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,18 +94,7 @@ class Replica:
             )
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"gateway {self.name} exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise SystemExit(f"gateway {self.name} not ready in 120 s")
+        wait_ready(self.process, self.url, self.log_path)
 
     def stop(self) -> None:
         self.process.terminate()
