@@ -44,6 +44,8 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bench.shutdown import wait_ready
 from gateway.embedded_mongo import EmbeddedMongo, free_port
 

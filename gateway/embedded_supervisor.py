@@ -9,11 +9,12 @@ each restart is logged once. After `failed_after` attempts in a row fail,
 the state is `failed` (and `/healthz` answers 503) while the attempts go on.
 
 A server that hangs is as good as dead, but never exits: a second thread
-pings it every `ping_interval` seconds, and when it has answered nothing
-for `hang_after` seconds (60 by default, `EMBEDDED_DB_HANG_SECONDS`; 0 turns
-this off) it is killed, so the watch thread restarts it. The bound is long
-because a busy server that still answers slowly is not hung: SecantusDB
-pauses for seconds while its storage grows or compacts.
+pings it (every 5 s, or a quarter of the bound if that is shorter), and once
+it has answered nothing for `hang_after` seconds (60 by default,
+`EMBEDDED_DB_HANG_SECONDS`; 0 turns this off) it is killed, so the watch
+thread restarts it. A ping may take the whole bound: a busy server that
+answers slowly is not hung (SecantusDB pauses for seconds while its storage
+grows or compacts), so the bound is long.
 
 The state is written into the advert (`<storage>/server.uri`) too, where
 `serve --workers N`'s workers read it (`AdvertStatus`).
@@ -84,7 +85,7 @@ class EmbeddedSupervisor(Service):
         start_timeout: float = 60.0,
         stop_timeout: float = 10.0,
         hang_after: float = 60.0,
-        ping_interval: float = 5.0,
+        ping_interval: float | None = None,
     ) -> None:
         self.server = EmbeddedMongo(storage, advertise=True)
         self.storage = storage
@@ -94,7 +95,10 @@ class EmbeddedSupervisor(Service):
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.hang_after = hang_after
-        self.ping_interval = ping_interval
+        #: Every 5 s, or more often for a short bound (a quarter of it).
+        self.ping_interval = (
+            ping_interval if ping_interval is not None else min(5.0, hang_after / 4)
+        )
         self.restarts = 0
         #: Servers killed because they answered nothing for `hang_after` seconds.
         self.hangs = 0
@@ -185,15 +189,16 @@ class EmbeddedSupervisor(Service):
 
     def _watch_hangs(self) -> None:
         """Kill the server once it has answered no ping for `hang_after` seconds."""
-        timeout_ms = int(max(min(self.ping_interval, self.hang_after), 0.1) * 1000)
+        # A ping may take the whole bound: a slow answer is still an answer.
+        bound_ms = int(max(self.hang_after, 0.1) * 1000)
         client: MongoClient[dict[str, Any]]
         with MongoClient(
             self.uri,
             directConnection=True,
             appname="tessera-watchdog",
-            connectTimeoutMS=timeout_ms,
-            socketTimeoutMS=timeout_ms,
-            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=bound_ms,
+            socketTimeoutMS=bound_ms,
+            serverSelectionTimeoutMS=bound_ms,
         ) as client:
             watched, answered = None, time.monotonic()
             while not self._stopping.wait(self.ping_interval):

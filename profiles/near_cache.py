@@ -99,6 +99,8 @@ class NearCache:
 
     def put(self, visitor_id: str, profile: Mapping[str, Any] | None) -> None:
         """Keep what a read of `visitor_id` returned (None: no profile yet)."""
+        if self.max_bytes <= 0:
+            return
         if profile is None:
             self._keep(visitor_id, None, None)
         else:
