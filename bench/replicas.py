@@ -137,12 +137,20 @@ async def send(client: httpx.AsyncClient, replica: Replica, events: list[dict[st
     raise SystemExit(f"events refused by {replica.name} 20 times in a row")
 
 
+#: Concurrent background writers: one alone waits on each group commit.
+WRITERS = 4
+
+
 async def background(
-    client: httpx.AsyncClient, replicas: tuple[Replica, Replica], rate: int, stop: asyncio.Event
+    client: httpx.AsyncClient,
+    replicas: tuple[Replica, Replica],
+    rate: float,
+    stop: asyncio.Event,
+    writer: int = 0,
 ) -> int:
     """Post `rate` events a second for other visitors, alternating replicas; the count sent."""
-    rng = random.Random(5)
-    sent, turn = 0, 0
+    rng = random.Random(writer)
+    sent, turn = 0, writer
     interval = 10 / rate if rate > 0 else 0.0
     kinds = ("page_view", "page_view", "click", "add_to_cart")
     while rate > 0 and not stop.is_set():
@@ -152,7 +160,7 @@ async def background(
             kind = rng.choice(kinds)
             event: dict[str, Any] = {
                 "type": kind,
-                "eventId": f"bg-{sent}",
+                "eventId": f"bg-{writer}-{sent}",
                 "visitorId": f"bg-{rng.randrange(2000)}",
                 "properties": {"category": rng.choice(("camping", "water", "running"))},
             }
@@ -191,7 +199,10 @@ async def run(args: argparse.Namespace, a: Replica, b: Replica) -> dict[str, Any
     limits = httpx.Limits(max_connections=32)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         stop = asyncio.Event()
-        writer = asyncio.create_task(background(client, (a, b), args.background, stop))
+        writers = [
+            asyncio.create_task(background(client, (a, b), args.background / WRITERS, stop, n))
+            for n in range(WRITERS)
+        ]
         await asyncio.sleep(2.0)  # the background traffic is flowing before the first sample
         samples: list[Sample] = []
         run_id = int(time.time())
@@ -204,7 +215,7 @@ async def run(args: argparse.Namespace, a: Replica, b: Replica) -> dict[str, Any
                 p50 = statistics.median(done) * 1000 if done else float("nan")
                 print(f"  {n + 1}/{args.samples} samples, median so far {p50:.1f} ms", flush=True)
         stop.set()
-        sent = await writer
+        sent = sum(await asyncio.gather(*writers))
     seen = [s.propagation * 1000 for s in samples if s.propagation is not None]
     missing = [s.visitor for s in samples if s.propagation is None]
     return {
