@@ -17,13 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
+logger = logging.getLogger(__name__)
+
 #: Seconds, or a function giving them when asked (a `ShutdownBudget.remaining`).
 Timeout = float | Callable[[], float]
+#: How long `cancel` waits for a task to stop before leaving it behind.
+CANCEL_SECONDS = 5.0
+#: How often `cancel` cancels a task again while it still runs.
+_RECANCEL_SECONDS = 0.05
 
 
 def seconds(timeout: Timeout) -> float:
@@ -51,11 +58,30 @@ class ShutdownBudget:
         return max(0.0, self._ends - self._clock())
 
 
-async def cancel(task: asyncio.Task[Any] | None) -> None:
-    """Cancel `task` (if any) and wait until it has stopped."""
+async def cancel(task: asyncio.Task[Any] | None, patience: float = CANCEL_SECONDS) -> None:
+    """Cancel `task` (if any) and wait until it has stopped, at most `patience` seconds.
+
+    The task is cancelled again every 50 ms while it runs: a library may turn a
+    cancellation into an error of its own (pymongo does while it waits to select
+    a server that hangs), and a loop that outlives errors would then run on for
+    good, holding up shutdown. A task still running after `patience` is left
+    behind, and logged.
+    """
     if task is None:
         return
-    task.cancel()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            logger.error(
+                "background task %s did not stop within %g s of being cancelled; left behind",
+                task.get_name(),
+                patience,
+            )
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(_RECANCEL_SECONDS, remaining))
     with contextlib.suppress(asyncio.CancelledError):
         await task
 

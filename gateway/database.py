@@ -9,6 +9,8 @@ URI here.) The driver is `pymongo`'s async API with timezone-aware datetimes.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,11 +22,16 @@ from common.mongo_metrics import Liveness, command_listeners
 from gateway.embedded_mongo import database_uri
 from gateway.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 Database = AsyncDatabase[dict[str, Any]]
 
 #: How long a command waits for a server: long enough for a restart, short enough to
 #: answer a request (reads have their own, shorter, budgets).
 SERVER_SELECTION_MS = 2000
+#: How long closing the client may take: it ends the server sessions, which a server that
+#: hangs never answers (9 s with a paused SecantusDB), and stopping must stay bounded.
+CLOSE_SECONDS = 2.0
 
 
 @asynccontextmanager
@@ -48,4 +55,11 @@ async def open_database(
         try:
             yield client[settings.mongodb_database]
         finally:
-            await client.close()
+            try:
+                await asyncio.wait_for(client.close(), CLOSE_SECONDS)
+            except TimeoutError:
+                logger.warning(
+                    "the MongoDB client did not close in %g s (the server does not answer); "
+                    "leaving it",
+                    CLOSE_SECONDS,
+                )
