@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -314,3 +315,32 @@ def test_workers_and_database_follow_a_serve_killed_outright(state_dir: Path) ->
         assert page(served.url, "demo-vip")["personalized"] is True
     finally:
         assert served.stop()
+
+
+def test_sigterm_with_the_database_hung_still_stops_within_its_bound(state_dir: Path) -> None:
+    # The audience refresh runs every 0.5 s, so it waits on the hung server when stopping
+    # cancels it (pymongo turned that cancellation into its own error: serve never exited).
+    settings = {"SHUTDOWN_TIMEOUT": "6", "EMBEDDED_DB_HANG_SECONDS": "0"}
+    served = Served(state_dir, env=settings | {"AUDIENCE_REFRESH_SECONDS": "0.5"})
+    server = served.advert()["server"]
+    os.kill(server, signal.SIGSTOP)
+    try:
+        events = [{"type": "page_view", "eventId": "hung-1", "visitorId": "hung"}]
+        refused = httpx.post(f"{served.url}/v1/events", json=events, headers=INGEST, timeout=30)
+        assert refused.status_code == 503, refused.text
+        assert page(served.url, "demo-vip")["personalized"] is False
+        time.sleep(1.0)
+        started = time.monotonic()
+        served.process.send_signal(signal.SIGTERM)
+        status = served.process.wait(60)
+        took = time.monotonic() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server, signal.SIGCONT)
+    assert status in (0, -signal.SIGTERM)
+    # SHUTDOWN_TIMEOUT, 2 s to close the client, 10 s for the server to stop (it is
+    # killed), and slack for a loaded machine.
+    assert took < 6 + 2 + 10 + 8, took
+    assert wait_gone(server, 10)
+    log = served.log.read_text()
+    assert log.index("Application shutdown complete") < log.index("embedded SecantusDB stopped")
