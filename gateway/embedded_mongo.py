@@ -32,6 +32,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
 
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
 if TYPE_CHECKING:
     from gateway.settings import Settings
 
@@ -199,6 +202,23 @@ def answers(uri: str, timeout: float = 0.5) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+def _pings(uri: str, timeout_ms: int = 1000) -> bool:
+    """Whether a MongoDB server answers `ping` at `uri`."""
+    client: MongoClient[dict[str, Any]]
+    with MongoClient(
+        uri,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=timeout_ms,
+        serverSelectionTimeoutMS=timeout_ms,
+        appname="tessera-start",
+    ) as client:
+        try:
+            client.admin.command("ping")
+        except PyMongoError:
+            return False
+    return True
 
 
 def running_server(storage: Path) -> str | None:
@@ -380,12 +400,9 @@ class EmbeddedMongo:
                 self._close_log()
                 tail = self.log_path.read_text(errors="replace")[-2000:]
                 raise EmbeddedMongoError(f"SecantusDB exited at start: {tail}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.port), timeout=0.5),
-            ):
-                if self.process.poll() is not None:
-                    continue  # another process listens there: ours exits, reported above
+            # Something answering MongoDB's ping while our process runs: another program
+            # on the port (ours then exits, reported above) would pass a TCP check alone.
+            if answers(self.uri, timeout=0.5) and _pings(self.uri) and self.process.poll() is None:
                 logger.info("embedded SecantusDB listening on %s:%d", self.host, self.port)
                 if self.advertise:
                     self.advert().write(Path(self.storage))

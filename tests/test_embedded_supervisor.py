@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -190,3 +191,30 @@ async def test_a_hung_server_is_killed_and_restarted_a_slow_one_is_not(
             await client.close()
     assert f"embedded SecantusDB (pid {first}) answered nothing for" in caplog.text
     assert "restarted" in caplog.text
+
+
+async def test_another_program_on_the_port_is_a_failed_restart_not_a_running_server(
+    supervised: EmbeddedSupervisor,
+) -> None:
+    first = supervised.server.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    deadline = time.monotonic() + 5
+    while True:  # as soon as the killed server's port is free, before the restart takes it
+        try:
+            squatter.bind((supervised.server.host, supervised.server.port))
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the port never came free"
+            await asyncio.sleep(0.005)
+    squatter.listen()  # accepts TCP connections, never speaks MongoDB's protocol
+    try:
+        # Each restart's server exits (its port is taken): failed, not running.
+        await until(lambda: supervised.status().state == "failed")
+        assert supervised.restarts == 1
+    finally:
+        squatter.close()
+    await until(lambda: supervised.status().state == "running")
+    assert supervised.server.pid != first
