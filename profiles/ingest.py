@@ -266,6 +266,7 @@ class Ingestor(Service):
         """
         if time.monotonic() < self._down_until or self._stalled():
             # Nothing queued behind a stalled commit: the queue would only grow.
+            EVENTS_REFUSED.labels("unavailable").inc(len(events))
             raise IngestUnavailable(self.retry_after)
         rejected = [
             Rejection(event, path, message)
@@ -378,6 +379,7 @@ class Ingestor(Service):
         while not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():
+                EVENTS_REFUSED.labels("shutdown").inc(len(pending.events))
                 pending.future.set_exception(IngestUnavailable(self.retry_after))
 
     # -- the committer -----------------------------------------------------------
@@ -428,6 +430,7 @@ class Ingestor(Service):
             logger.error("event commit failed, answering 503 for %d requests: %s", len(batch), exc)
             for pending in batch:
                 if not pending.future.done():
+                    EVENTS_REFUSED.labels("outage").inc(len(pending.events))
                     pending.future.set_exception(IngestUnavailable(self.retry_after))
             return
         if len(batch) > 1:
@@ -447,6 +450,8 @@ class Ingestor(Service):
             self.problems.report("an event commit failed unexpectedly", exc)
             error = IngestUnavailable(self.retry_after)
         if not pending.future.done():
+            cause = "database" if isinstance(error, IngestRejected) else "outage"
+            EVENTS_REFUSED.labels(cause).inc(len(pending.events))
             pending.future.set_exception(error)
 
     async def _canonical(self, visitor_ids: set[str]) -> tuple[dict[str, str], dict[str, Doc]]:

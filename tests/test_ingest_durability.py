@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
 from gateway.app import create_app
@@ -41,6 +42,11 @@ async def ingest_client(
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             yield client
+
+
+def refused(cause: str) -> float:
+    """`tessera_events_refused_total{cause}` so far in this process."""
+    return REGISTRY.get_sample_value("tessera_events_refused_total", {"cause": cause}) or 0.0
 
 
 def batch(size: int = 10) -> list[dict[str, Any]]:
@@ -134,6 +140,7 @@ async def test_events_on_a_paused_database_answer_503_within_the_bound_then_land
     assert first.status_code == 200, first.text
     assert own_server.process is not None
     pid = own_server.process.pid
+    refused_before = {cause: refused(cause) for cause in ("stalled", "unavailable")}
     os.kill(pid, signal.SIGSTOP)  # the database stops answering anything: a stall, not load
     try:
         started = time.monotonic()
@@ -148,6 +155,9 @@ async def test_events_on_a_paused_database_answer_503_within_the_bound_then_land
         queued = await ingest_client.post("/v1/events", json=batch(), headers=INGEST)
         assert queued.status_code == 503, queued.text
         assert time.monotonic() - started < 1.0
+        # Every refused event is counted, by why: waited on the stall, then refused at once.
+        assert refused("stalled") - refused_before["stalled"] == 10
+        assert refused("unavailable") - refused_before["unavailable"] == 10
     finally:
         os.kill(pid, signal.SIGCONT)
     # The database answers again: the stalled commit finishes and new events land.
