@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 SCHEMA_FILE = Path("schema.graphql")
 
 
@@ -63,5 +65,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_segments_command(commands)
     add_recommendations_command(commands)
     args = parser.parse_args(argv)
-    result: int = args.handler(args)
+    try:
+        result: int = args.handler(args)
+    except ValidationError as exc:
+        print(settings_problems(f"python -m gateway {args.command}", exc), file=sys.stderr)
+        return 2
     return result
+
+
+#: Settings whose values are never echoed in an error (they may hold credentials).
+_SECRET_WORDS = ("key", "secret", "token", "uri", "url", "password")
+
+
+def settings_problems(command: str, error: ValidationError) -> str:
+    """One line per invalid environment variable: its name, what is wrong, what was given."""
+    lines = [f"{command}: invalid settings:"]
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"]).upper() or "(settings)"
+        given = ""
+        if not any(word in name.lower() for word in _SECRET_WORDS) and "input" in problem:
+            given = f" (got {problem['input']!r})"
+        lines.append(f"  {name}: {problem['msg']}{given}")
+    return "\n".join(lines)

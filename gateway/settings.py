@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from delivery.auth import KeyRing, split_keys
@@ -22,6 +22,19 @@ def _default_state_dir() -> Path:
 
 class Settings(BaseSettings):
     """Every setting, read from the environment (names are the upper-cased fields)."""
+
+    @field_validator(
+        "cms", "cookie_same_site", "persisted_queries", "log_format", "proxy_header", mode="before"
+    )
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        # Names of choices are case-insensitive, as the variables' names are.
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
