@@ -38,7 +38,7 @@ async def test_a_loop_that_survives_errors_is_stopped_at_its_next_await() -> Non
     await asyncio.sleep(0.05)
     started = time.monotonic()
     await asyncio.wait_for(cancel(task), 5)  # one cancellation alone never stopped it
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # a few 50 ms rounds; margin for a loaded machine
     assert task.cancelled()
     assert rounds == 1
 
@@ -59,7 +59,7 @@ async def test_a_task_that_never_stops_is_left_behind_after_the_bound(
     await asyncio.sleep(0.05)
     started = time.monotonic()
     await cancel(task, patience=0.3)
-    assert 0.3 <= time.monotonic() - started < 2.0
+    assert 0.3 <= time.monotonic() - started < 3.0
     assert not task.done()
     assert "background task stubborn did not stop within 0.3 s" in caplog.text
     release.set()
