@@ -1,53 +1,98 @@
-"""The experiments this gateway has served, so an edge key can cover their arms.
+"""The experiments the published pages run, so an edge key can cover their arms.
 
 An audience page under test is the same for every visitor with the same
 facts *and the same arms*. The edge cannot know which experiments a page runs
 before it has the page, so the visitor's key (the `tsr_ek` cookie) covers
-their arm in every experiment this gateway has served a page of. A page that
-brings a new experiment changes every key once: visitors then get that page
-privately, with their new key, and share it from the next request on.
+their arm in every experiment the registry knows. A page that brings a new
+experiment changes every key once: visitors then get that page privately,
+with their new key, and share it from the next request on.
+
+Replicas must know the same experiments, or a visitor's key computed by one
+is refused by the next (private pages and a new cookie on every switch of
+replica). So what the registry knows is a function of the content, not of
+a replica's history: each page's experiments replace that page's previous
+ones when the page is served, and `ExperimentSweep` reads every published
+page at start and then periodically, dropping pages the CMS no longer lists.
+A replica that has served a page since removed from the CMS, or one started
+before an experiment ended, converges to the others within one sweep.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable
 
 from blocks.context import TargetingContext
 from blocks.experiments import Allocation, Experiment, hash_attributes, run_experiment
+from cms_adapters.base import CMSAdapter
+from cms_adapters.content_cache import ContentCache
+from cms_adapters.errors import CMSError, ContentNotFound
+from common.service import Service, cancel
 
-#: Plenty for any site; beyond it the oldest experiments leave the key (and pages under
-#: them are answered privately until they are served again).
+logger = logging.getLogger(__name__)
+
+#: Plenty for any site; beyond it the experiments whose keys sort last leave the key
+#: (pages under them are answered privately).
 MAX_EXPERIMENTS = 256
 
 
 class ExperimentRegistry:
-    """Experiments by key, as last seen in a served page."""
+    """Experiments by page slug, as last read from the content."""
 
     def __init__(self) -> None:
-        self._experiments: dict[str, Experiment] = {}
+        self._pages: dict[str, tuple[Experiment, ...]] = {}
+        self._experiments: dict[str, Experiment] | None = {}
 
     def __len__(self) -> int:
-        return len(self._experiments)
+        return len(self._known())
 
-    def add(self, experiments: Iterable[Experiment]) -> None:
-        """Remember the experiments of a page just served (the newest definition wins)."""
-        for experiment in experiments:
-            self._experiments.pop(experiment.key, None)
-            self._experiments[experiment.key] = experiment
-        while len(self._experiments) > MAX_EXPERIMENTS:
-            del self._experiments[next(iter(self._experiments))]
+    def page(self, slug: str, experiments: tuple[Experiment, ...]) -> None:
+        """Record the experiments page `slug` runs now (none: the page is forgotten)."""
+        current = self._pages.get(slug, ())
+        if current is experiments or current == experiments:
+            # The same page again, the request path's common case (equal, not identical,
+            # when the content cache lives in Redis and each read unpickles a new copy).
+            return
+        if experiments:
+            self._pages[slug] = experiments
+        else:
+            self._pages.pop(slug, None)
+        self._experiments = None
+
+    def forget(self, slug: str) -> None:
+        """Forget page `slug` (it no longer exists)."""
+        if self._pages.pop(slug, None) is not None:
+            self._experiments = None
+
+    def retain(self, slugs: Iterable[str]) -> None:
+        """Forget every page not among `slugs` (what the CMS lists now)."""
+        keep = set(slugs)
+        for slug in [slug for slug in self._pages if slug not in keep]:
+            self.forget(slug)
+
+    def _known(self) -> dict[str, Experiment]:
+        """Every page's experiments by key; the same key on two pages: the first slug's."""
+        if self._experiments is None:
+            merged: dict[str, Experiment] = {}
+            for slug in sorted(self._pages):
+                for experiment in self._pages[slug]:
+                    merged.setdefault(experiment.key, experiment)
+            self._experiments = {key: merged[key] for key in sorted(merged)[:MAX_EXPERIMENTS]}
+        return self._experiments
 
     def arms(
         self, context: TargetingContext, allocation: Allocation
     ) -> tuple[tuple[str, int | None], ...]:
         """The visitor's variation in each known experiment (None: not enrolled)."""
-        if not context.profile_available or not self._experiments:
+        experiments = self._known()
+        if not context.profile_available or not experiments:
             return ()
         attributes = hash_attributes(context)
         arms: list[tuple[str, int | None]] = []
-        for key in sorted(self._experiments):
+        for key, experiment in experiments.items():
             assignment, _ = run_experiment(
-                self._experiments[key],
+                experiment,
                 attributes,
                 now=context.now,
                 sticky_docs=context.sticky_buckets,
@@ -56,3 +101,71 @@ class ExperimentRegistry:
             )
             arms.append((key, assignment.variation if assignment.in_experiment else None))
         return tuple(arms)
+
+
+class ExperimentSweep(Service):
+    """Reads every published page into the registry at start, then every `interval` s.
+
+    Pages are read through the content cache (shared between replicas when it
+    lives in Redis), a few at a time, in the background: readiness does not
+    wait for it. A CMS that cannot list its pages leaves the registry as it was.
+    """
+
+    def __init__(
+        self,
+        registry: ExperimentRegistry,
+        adapter: CMSAdapter,
+        content: ContentCache,
+        *,
+        interval: float,
+        concurrency: int = 4,
+    ) -> None:
+        self.registry = registry
+        self.adapter = adapter
+        self.content = content
+        self.interval = interval
+        self.concurrency = concurrency
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep(self) -> bool:
+        """Read every page the CMS lists now; False when the CMS could not list them."""
+        try:
+            slugs = await self.adapter.list_pages()
+        except CMSError as exc:
+            logger.warning("experiment sweep: the CMS did not list its pages: %s", exc)
+            return False
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def read(slug: str) -> None:
+            async with gate:
+                try:
+                    parsed = await self.content.get_page(slug)
+                except ContentNotFound:
+                    self.registry.forget(slug)
+                except CMSError as exc:
+                    # Keep what the registry knew of it: content stays served stale too.
+                    logger.warning("experiment sweep: page %r unreadable: %s", slug, exc)
+                else:
+                    self.registry.page(slug, parsed.page.experiments)
+
+        await asyncio.gather(*(read(slug) for slug in slugs))
+        self.registry.retain(slugs)
+        return True
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                # A bug in one sweep must not end the sweeping (nor take the gateway down).
+                logger.exception("experiment sweep failed")
+            await asyncio.sleep(self.interval)
+
+    async def start(self) -> None:
+        """Sweep in the background now and every `interval` seconds."""
+        self._task = asyncio.create_task(self._loop(), name="experiment-sweep")
+
+    async def aclose(self) -> None:
+        """Stop sweeping."""
+        task, self._task = self._task, None
+        await cancel(task)

@@ -339,7 +339,7 @@ async def _assemble(
     context = _context(services, facts, served, read)
     features = visitor_snapshot(context)
     # Before the policy is derived: the visitor's edge key covers this page's arms too.
-    services.experiments.add(page.experiments)
+    services.experiments.page(slug, page.experiments)
     assignments = assign_page(page, context, services.allocation)
     if services.sticky is not None and assignments.sticky_docs:
         # Experiment assignments to keep (sticky buckets): saved off the request path.

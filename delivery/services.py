@@ -50,7 +50,7 @@ class Services:
     allocation: Allocation = field(default_factory=Allocation)
     #: Saves visitors' experiment assignments (sticky buckets) in their profiles.
     sticky: StickyBucketWriter | None = None
-    #: The experiments served so far, whose arms edge keys cover.
+    #: The experiments the published pages run, whose arms edge keys cover.
     experiments: ExperimentRegistry = field(default_factory=ExperimentRegistry)
     # -- segments and recommendations (issue 15) --
     #: The active segmentation: assigns profiles at ingestion, names segments for previews.

@@ -35,6 +35,7 @@ from cms_adapters.purge import (
 from common.mongo_metrics import Liveness
 from common.service import ShutdownBudget
 from delivery.edge_keys import EdgeKeys, edge_secret_from
+from delivery.experiment_registry import ExperimentRegistry, ExperimentSweep
 from delivery.services import IngestLimits, Services
 from gateway.body_limit import BodyLimit
 from gateway.cors import cors_policy, with_cors
@@ -273,6 +274,13 @@ def create_app(
                     not_found_ttl=settings.content_not_found_ttl,
                 )
             )
+            experiments = ExperimentRegistry()
+            if settings.experiment_sweep_seconds:
+                await stack.enter_async_context(
+                    ExperimentSweep(
+                        experiments, cms, content, interval=settings.experiment_sweep_seconds
+                    )
+                )
             redis_url = settings.cache_url if is_redis(settings.cache_url) else None
             sink = purge_sink
             if sink is None:
@@ -364,6 +372,7 @@ def create_app(
                 edge_keys=EdgeKeys(edge_secret),
                 allocation=Allocation(holdout=settings.experiments_holdout),
                 sticky=sticky,
+                experiments=experiments,
                 segments=segments,
                 recommendations=recommendations,
             )

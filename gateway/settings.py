@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(default=5.0, gt=0)
     drift_interval_seconds: float = Field(default=3600.0, ge=0)
     drift_window_hours: float = Field(default=24.0, gt=0)
+    experiment_sweep_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How often every published page is read for the experiments edge keys cover.",
+    )
     model_signing_key: SecretStr = Field(
         default=SecretStr(""),
         description="HMAC key of model artifacts; empty: one generated under STATE_DIR.",

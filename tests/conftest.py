@@ -28,6 +28,9 @@ from tests.redis_server import free_port, start_redis, stop_redis
 # the environment: a stall of the shared CI machine must not turn their pages
 # unpersonalized at the default 50 ms (tests of the budget set their own).
 os.environ.setdefault("PROFILE_BUDGET_MS", "2000")
+# Tests count the CMS calls their requests cause: no background reads of every page
+# (the experiment sweep's own tests turn it on).
+os.environ.setdefault("EXPERIMENT_SWEEP_SECONDS", "0")
 
 # Before the demo's Black Friday banner starts, so decisions are deterministic.
 FIXED_NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from http.cookies import SimpleCookie
 from pathlib import Path
 
 import httpx
 from asgi_lifespan import LifespanManager
 
+from delivery.services import Services
 from gateway.app import create_app
-from gateway.settings import Settings
-from tests.conftest import Clock
+from gateway.settings import DEMO_CONTENT_DIR, Settings
+from tests.conftest import Clock, ServedGateway
 from tests.graphql_helpers import INGEST, PAGE_QUERY, graphql
 
 ABOUT = 'query { page(slug: "about") { slug cacheScope blocks { id blockId variantId } } }'
@@ -290,3 +295,64 @@ async def test_experiment_arms_are_part_of_the_edge_key(client: httpx.AsyncClien
     refused = await get(client, SALE, {"X-Visitor-Id": visitor, "X-Tessera-Edge-Key": other})
     assert refused.headers["x-tessera-cache-scope"] == "private"
     assert cookies(refused)["tsr_ek"] == own
+
+
+async def _swept(services: Services) -> None:
+    """Wait until the gateway's experiment sweep has read the sale page."""
+    for _ in range(400):
+        if len(services.experiments):
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("the experiment sweep never read the sale page")
+
+
+async def test_replicas_agree_on_the_arms_of_pages_only_one_of_them_served(
+    gateway: Callable[..., AbstractAsyncContextManager[ServedGateway]],
+) -> None:
+    async with (
+        gateway(experiment_sweep_seconds=300) as (a, services_a),
+        gateway(experiment_sweep_seconds=300) as (b, services_b),
+        gateway(experiment_sweep_seconds=0) as (c, _),
+    ):
+        await _swept(services_a)
+        await _swept(services_b)
+        visitor = "replica-visitor"
+        served = await get(a, SALE, {"X-Visitor-Id": visitor})
+        hero = next(
+            b for b in served.json()["data"]["page"]["blocks"] if b["blockId"] == "sale-hero"
+        )
+        assert hero["decision"]["experiment"] == "sale-hero-headline"
+        present = {"X-Visitor-Id": visitor, "X-Tessera-Edge-Key": cookies(served)["tsr_ek"]}
+        # B never served the sale page, and knows its experiment from the sweep.
+        assert (await get(b, OUTDOOR, present)).headers["x-tessera-cache-scope"] == "audience"
+        # A replica that knows only the pages it served refuses A's key: with a load
+        # balancer in front, the visitor's key would flip on every change of replica.
+        refused = await get(c, OUTDOOR, present)
+        assert refused.headers["x-tessera-cache-scope"] == "private"
+        assert cookies(refused)["tsr_ek"] != present["X-Tessera-Edge-Key"]
+
+
+async def test_an_experiment_that_left_the_content_leaves_the_edge_keys(
+    gateway: Callable[..., AbstractAsyncContextManager[ServedGateway]], tmp_path: Path
+) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(DEMO_CONTENT_DIR, content)
+    visitor = {"X-Visitor-Id": "leaving-visitor"}
+    async with gateway(content_dir=content, experiment_sweep_seconds=0.1) as (a, services_a):
+        await _swept(services_a)
+        before = cookies(await get(a, SALE, visitor))["tsr_ek"]
+        (content / "pages" / "sale.yaml").unlink()
+        for _ in range(400):
+            if not len(services_a.experiments):
+                break
+            await asyncio.sleep(0.025)
+        else:
+            raise AssertionError("the sweep kept the experiment of a page that is gone")
+        changed = await get(a, OUTDOOR, {**visitor, "X-Tessera-Edge-Key": before})
+        assert changed.headers["x-tessera-cache-scope"] == "private"
+        after = cookies(changed)["tsr_ek"]
+        assert after != before
+        # A replica started after the change (that never saw the experiment) agrees.
+        async with gateway(content_dir=content, experiment_sweep_seconds=0) as (fresh, _):
+            again = await get(fresh, OUTDOOR, {**visitor, "X-Tessera-Edge-Key": after})
+            assert again.headers["x-tessera-cache-scope"] == "audience"
