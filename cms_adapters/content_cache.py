@@ -11,6 +11,14 @@ age `a`:
   malformed content) and `a < ttl + stale_if_error`, the stale copy is served.
 
 An unknown slug is cached as `Entry(None, ...)` for `not_found_ttl` seconds.
+
+With a shared backend (Redis), each process also keeps the entries it read
+while they are fresh (`local_entries` of them, least recently used out), so
+a page request neither waits for Redis nor unpickles the page again, and
+what is derived once per parsed page (block scopes, templated fields) stays
+derived. An invalidation clears them here, and the invalidator's pub/sub
+message clears them on every other replica; a replica that missed the
+message serves its copy until it is `ttl` old, as long as a fresh entry lasts.
 Concurrent fetches of one key share one upstream call (single flight), and a
 caller that goes away never cancels a fetch others wait on. An invalidation
 while a fetch is in flight keeps that fetch's (older) result out of the cache.
@@ -124,9 +132,13 @@ class ContentCache(Service):
         stale_if_error: float = 86400.0,
         not_found_ttl: float = 5.0,
         clock: Callable[[], float] = time.time,
+        local_entries: int = 1000,
     ) -> None:
         self.adapter = adapter
         self.cache = cache
+        # The memory backend holds the parsed pages themselves: nothing to keep twice.
+        self.local_entries = local_entries if getattr(cache, "NAME", "") == "redis" else 0
+        self._local: dict[str, Entry] = {}
         self.ttl = ttl
         self.stale_while_revalidate = stale_while_revalidate
         self.stale_if_error = max(stale_if_error, stale_while_revalidate)
@@ -194,16 +206,40 @@ class ContentCache(Service):
     def _page(self, slug: str, entry: Entry) -> ParsedPage:
         return entry.page if entry.page is not None else self._not_found(slug)
 
+    def _fresh(self, entry: Entry) -> bool:
+        keep = self.not_found_ttl if entry.page is None else self.ttl
+        return self.clock() - entry.fetched_at < keep
+
+    def _keep_local(self, key: str, entry: Entry) -> None:
+        if not self.local_entries:
+            return
+        self._local.pop(key, None)
+        self._local[key] = entry
+        while len(self._local) > self.local_entries:
+            del self._local[next(iter(self._local))]
+
     async def _read(self, key: str) -> Entry | None:
+        local = self._local.get(key)
+        if local is not None:
+            if self._fresh(local):
+                return local
+            del self._local[key]  # another replica may have refreshed the shared entry
+        generation = (self._epoch, self._generation.get(key, 0))
         try:
             value = await self.cache.get(key, default=_MISSING)
         except Exception as exc:  # a cache outage must not take pages down
             self.metrics.backend_errors += 1
             logger.warning("content cache read failed for %s: %s", key, exc)
             return None
-        return value if isinstance(value, Entry) else None
+        if not isinstance(value, Entry):
+            return None
+        if generation == (self._epoch, self._generation.get(key, 0)) and self._fresh(value):
+            # Not when an invalidation came while Redis answered: that copy is outdated.
+            self._keep_local(key, value)
+        return value
 
     async def _write(self, key: str, entry: Entry) -> None:
+        self._keep_local(key, entry)
         keep = self.not_found_ttl if entry.page is None else self.ttl + self.stale_if_error
         try:
             await self.cache.set(key, entry, ttl=keep)
@@ -276,9 +312,11 @@ class ContentCache(Service):
         if key is None:
             self._epoch += 1
             self._inflight.clear()
+            self._local.clear()
         else:
             self._generation[key] = self._generation.get(key, 0) + 1
             self._inflight.pop(key, None)
+            self._local.pop(key, None)
 
     async def invalidate(self, slug: str) -> None:
         """Forget the cached page so the next request fetches it again."""

@@ -15,6 +15,7 @@ from aiocache import Cache
 
 from blocks.parse import ParsedPage, parse_page
 from cms_adapters.base import ChangedKeys, CMSAdapter
+from cms_adapters.cache_backend import close_cache, open_cache
 from cms_adapters.content_cache import ContentCache
 from cms_adapters.errors import (
     CMSRateLimited,
@@ -430,3 +431,74 @@ async def test_metrics_render_as_prometheus_text(
     assert 'tessera_content_cache_stale_served_total{cms="contentful"} 1\n' in text
     assert 'tessera_content_upstream_seconds_count{cms="contentful"} 2\n' in text
     assert 'tessera_content_upstream_seconds{cms="contentful",quantile="0.99"}' in text
+
+
+async def test_replicas_share_pages_and_each_others_invalidations(
+    adapter: CountingAdapter, cache: Any, clock: FakeClock
+) -> None:
+    first, second = make(adapter, cache, clock), make(adapter, cache, clock)
+    assert heading(await first.get_page("home")) == "Hello"
+    assert heading(await second.get_page("home")) == "Hello"
+    assert adapter.calls == 1
+    adapter.pages["home"] = parsed("home", "edited")
+    await second.invalidate("home")
+    # What the invalidator's pub/sub message does on the other replica.
+    await first.apply(ChangedKeys(pages=frozenset({"home"})), shared=False)
+    assert heading(await first.get_page("home")) == "edited"
+    assert heading(await second.get_page("home")) == "edited"
+    assert adapter.calls == 2
+
+
+async def test_over_redis_a_fresh_page_is_served_from_the_process(
+    adapter: CountingAdapter, redis_url: str, clock: FakeClock
+) -> None:
+    backend = open_cache(redis_url)
+    content = make(adapter, backend, clock)
+    other = make(adapter, backend, clock)
+    await other.get_page("home")  # stored in Redis by another replica
+    first = await content.get_page("home")
+    reads = 0
+    real_get = backend.get
+
+    async def counting_get(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_get(*args, **kwargs)
+
+    backend.get = counting_get
+    # The same object: neither a Redis round trip nor another unpickled copy.
+    assert await content.get_page("home") is first
+    assert reads == 0
+    clock.now += 61  # no longer fresh: Redis is asked again (another replica may have refreshed)
+    assert (await content.get_page("home")).version == first.version
+    assert reads == 1
+    await settle(content)
+    await close_cache(backend)
+
+
+async def test_over_redis_an_invalidation_during_a_read_keeps_the_old_copy_out(
+    adapter: CountingAdapter, redis_url: str, clock: FakeClock
+) -> None:
+    backend = open_cache(redis_url)
+    writer, content = make(adapter, backend, clock), make(adapter, backend, clock)
+    await writer.get_page("home")
+    entered, release = asyncio.Event(), asyncio.Event()
+    real_get = backend.get
+
+    async def slow_get(*args: Any, **kwargs: Any) -> Any:
+        value = await real_get(*args, **kwargs)
+        entered.set()
+        await release.wait()
+        return value
+
+    backend.get = slow_get
+    reading = asyncio.create_task(content.get_page("home"))
+    await asyncio.wait_for(entered.wait(), 2)
+    adapter.pages["home"] = parsed("home", "published")
+    await content.apply(ChangedKeys(pages=frozenset({"home"})), shared=False)
+    release.set()
+    assert heading(await reading) == "Hello"  # the read that began before it
+    backend.get = real_get
+    await writer.invalidate("home")
+    assert heading(await content.get_page("home")) == "published"
+    await close_cache(backend)
