@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,39 +37,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.run import redis_server  # noqa: E402
 from cms_adapters.cache_backend import close_cache, open_cache  # noqa: E402
 from cms_adapters.content_cache import ContentCache  # noqa: E402
 from tests.cms.vendors import FakeContentful  # noqa: E402
 
 OUTPUT = ROOT / "bench" / "results" / "content_cache.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return None
-    port = free_port()
-    folder = tempfile.mkdtemp(prefix="tessera-bench-redis-")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", folder],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("redis-server did not start")
 
 
 def ms(samples: list[float]) -> dict[str, float]:
@@ -137,10 +109,12 @@ async def main() -> int:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
 
-    redis = start_redis()
+    stack = contextlib.ExitStack()
     backends = {"memory": "memory://"}
-    if redis is not None:
-        backends["redis"] = redis[1]
+    if shutil.which("redis-server") is not None:
+        backends["redis"] = stack.enter_context(
+            redis_server(Path(tempfile.mkdtemp(prefix="tessera-bench-redis-")))
+        )
     else:
         print("redis-server not installed: measuring the memory backend only", file=sys.stderr)
     report: dict[str, Any] = {
@@ -174,9 +148,7 @@ async def main() -> int:
                 f"{summary['burst_wall_ms']:.1f} ms"
             )
     finally:
-        if redis is not None:
-            redis[0].terminate()
-            redis[0].wait(timeout=10)
+        stack.close()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0

@@ -37,6 +37,7 @@ is not personalized when the gateway is idle), 2 if wrk is missing or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -59,6 +60,7 @@ from bench.run import (
     gateway_process,
     http,
     machine,
+    redis_server,
     serve_supports_workers,
     source_fingerprint,
 )
@@ -287,11 +289,15 @@ def run_scenario(args: argparse.Namespace, wrk: str) -> int:
     rounds: dict[str, list[Round]] = {key: [] for key in keys}
     extra: dict[str, Any] = {}
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="tessera-many-") as tmp,
-            embedded_mongo(Path(tmp) / "mongo") as mongo,
-            gateway_process(mongo.uri, Path(tmp), env, args.serve_workers) as (url, process),
-        ):
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="tessera-many-"))
+            mongo = stack.enter_context(embedded_mongo(Path(tmp) / "mongo"))
+            if args.redis:
+                # The replicas' configuration: content cache, persisted queries, rate limits.
+                env["CACHE_URL"] = stack.enter_context(redis_server(Path(tmp) / "redis"))
+            url, process = stack.enter_context(
+                gateway_process(mongo.uri, Path(tmp), env, args.serve_workers)
+            )
             gateway = Gateway(
                 url,
                 process,
@@ -365,6 +371,7 @@ def run_scenario(args: argparse.Namespace, wrk: str) -> int:
             "event_connections": args.event_connections,
             "event_batch": args.event_batch,
             "serve_workers": args.serve_workers,
+            "redis": args.redis,
             "gateway_env": args.env,
         },
         "summary": summary,

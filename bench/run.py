@@ -41,6 +41,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -216,6 +217,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="many/mixed: run `python -m gateway serve --workers N` instead of bench.app",
     )
     parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="many/mixed: start a private redis-server and set CACHE_URL to it, as replicas "
+        "run (content cache, persisted queries and rate limits in Redis)",
+    )
+    parser.add_argument(
         "--py-spy",
         action="store_true",
         help="many/mixed: after the rounds, profile the gateway under the page load "
@@ -229,6 +236,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         name = "latest" if args.scenario == "single" else args.scenario
         if args.serve_workers is not None:
             name += f"-serve{args.serve_workers}"
+        if args.redis:
+            name += "-redis"
         args.output = DEFAULT_OUTPUT.with_name(f"{name}.json")
     if args.duration < 1 or args.warmup < 1 or args.rounds < 1:
         parser.error("--duration, --warmup and --rounds must be at least 1")
@@ -236,6 +245,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--visitors and the connection counts must be at least 1")
     if args.serve_workers is not None and args.scenario == "single":
         parser.error("--serve-workers needs --scenario many or mixed (single uses /bench routes)")
+    if args.redis and args.scenario == "single":
+        parser.error("--redis needs --scenario many or mixed")
     if args.serve_workers is not None and args.serve_workers < 1:
         parser.error("--serve-workers must be at least 1")
     if any("=" not in item for item in args.env):
@@ -284,6 +295,35 @@ def embedded_mongo(directory: Path) -> Iterator[EmbeddedMongo]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """A private redis-server (no persistence) on a free port; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchError("redis-server is not installed (apt-get install -y redis-server)")
+    port = free_port(HOST)
+    directory.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection((HOST, port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise BenchError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield f"redis://{HOST}:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @contextmanager
