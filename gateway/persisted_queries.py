@@ -60,11 +60,20 @@ class QueryStore(Protocol):
 
 
 class MemoryQueryStore:
-    """A bounded LRU in this process: registrations beyond `maxsize` evict the oldest."""
+    """A bounded LRU in this process: beyond `maxsize` queries or `max_chars` the oldest go.
 
-    def __init__(self, maxsize: int = 10_000) -> None:
+    The character bound matters: a valid query may carry a string literal of
+    almost the whole body limit, and 10,000 of them would hold 600 MB.
+    """
+
+    def __init__(self, maxsize: int = 10_000, max_chars: int = 16 * 1024 * 1024) -> None:
         self.maxsize = maxsize
+        self.max_chars = max_chars
         self._items: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     async def get(self, digest: str) -> str | None:
         """The query registered under `digest`, if any."""
@@ -75,30 +84,49 @@ class MemoryQueryStore:
 
     async def set(self, digest: str, query: str) -> None:
         """Register `query` under `digest`."""
+        previous = self._items.pop(digest, None)
+        if previous is not None:
+            self._chars -= len(previous)
         self._items[digest] = query
-        self._items.move_to_end(digest)
-        while len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
+        self._chars += len(query)
+        while len(self._items) > self.maxsize or self._chars > self.max_chars:
+            _, evicted = self._items.popitem(last=False)
+            self._chars -= len(evicted)
 
 
 class SharedQueryStore:
-    """The shared aiocache backend (Redis across replicas), under the `apq:` prefix."""
+    """The shared aiocache backend (Redis across replicas), under the `apq:` prefix.
 
-    def __init__(self, cache: Any, ttl: int = TTL_SECONDS) -> None:
+    A hash names one query forever, so what this replica looked up or
+    registered is also kept in process (`local`): a request by hash then
+    needs no Redis round trip, and no invalidation can make the copy wrong.
+    """
+
+    def __init__(
+        self, cache: Any, ttl: int = TTL_SECONDS, local: MemoryQueryStore | None = None
+    ) -> None:
         self.cache = cache
         self.ttl = ttl
+        self.local = local if local is not None else MemoryQueryStore(1_000, 4 * 1024 * 1024)
 
     async def get(self, digest: str) -> str | None:
         """The query registered under `digest`, if any (None when the cache fails)."""
+        query = await self.local.get(digest)
+        if query is not None:
+            return query
         try:
             value = await self.cache.get(f"apq:{digest}")
         except Exception as exc:  # a cache outage costs a retry with the full query
             logger.warning("persisted query lookup failed: %s", exc)
             return None
-        return value if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return None
+        await self.local.set(digest, value)
+        return value
 
     async def set(self, digest: str, query: str) -> None:
         """Register `query` under `digest` (best effort)."""
+        await self.local.set(digest, query)
         try:
             await self.cache.set(f"apq:{digest}", query, ttl=self.ttl)
         except Exception as exc:

@@ -13,8 +13,9 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from cms_adapters.cache_backend import close_cache, open_cache
 from gateway.app import create_app
-from gateway.persisted_queries import load_manifest
+from gateway.persisted_queries import MemoryQueryStore, SharedQueryStore, load_manifest
 from gateway.settings import Settings
 from tests.conftest import Clock
 from tests.graphql_helpers import ADMIN
@@ -198,3 +199,31 @@ async def test_persisted_queries_off(gateway: Gateway) -> None:
         assert response.json()["errors"][0]["message"] == "PersistedQueryNotSupported"
         plain = await client.post("/graphql", json={"query": QUERY})
         assert plain.json()["data"]["page"]["slug"] == "about"
+
+
+async def test_the_process_store_is_bounded_by_characters_too() -> None:
+    store = MemoryQueryStore(maxsize=100, max_chars=1_000)
+    for n in range(5):
+        await store.set(f"{n:064x}", "q" * 300)
+    # 5 queries of 300 characters in 1,000: the two oldest went.
+    assert len(store) == 3
+    assert await store.get(f"{0:064x}") is None
+    assert await store.get(f"{4:064x}") == "q" * 300
+    await store.set(f"{4:064x}", "short")  # registered again: its old text no longer counts
+    await store.set(f"{5:064x}", "q" * 300)
+    assert len(store) == 4  # 300 + 300 + 5 + 300 characters
+
+
+async def test_a_hash_looked_up_in_redis_is_then_known_without_it(redis_url: str) -> None:
+    backend = open_cache(redis_url)
+    registering, other = SharedQueryStore(backend), SharedQueryStore(backend)
+    await registering.set(HASH, QUERY)
+    assert await other.get(HASH) == QUERY  # from Redis: another replica registered it
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("redis is down")
+
+    backend.get = down
+    assert await other.get(HASH) == QUERY  # now from the process
+    assert await SharedQueryStore(backend).get(HASH) is None  # a replica that never saw it
+    await close_cache(backend)
