@@ -19,6 +19,7 @@ what is derived once per parsed page (block scopes, templated fields) stays
 derived. An invalidation clears them here, and the invalidator's pub/sub
 message clears them on every other replica; a replica that missed the
 message serves its copy until it is `ttl` old, as long as a fresh entry lasts.
+
 Concurrent fetches of one key share one upstream call (single flight), and a
 caller that goes away never cancels a fetch others wait on. An invalidation
 while a fetch is in flight keeps that fetch's (older) result out of the cache.
