@@ -107,8 +107,10 @@ class ExperimentSweep(Service):
     """Reads every published page into the registry at start, then every `interval` s.
 
     Pages are read through the content cache (shared between replicas when it
-    lives in Redis), a few at a time, in the background: readiness does not
-    wait for it. A CMS that cannot list its pages leaves the registry as it was.
+    lives in Redis) at whatever age it holds them, so a sweep asks the CMS
+    only for pages never cached; a few at a time, in the background:
+    readiness does not wait for it. A CMS that cannot list its pages leaves
+    the registry as it was.
     """
 
     def __init__(
@@ -139,7 +141,7 @@ class ExperimentSweep(Service):
         async def read(slug: str) -> None:
             async with gate:
                 try:
-                    parsed = await self.content.get_page(slug)
+                    parsed = await self.content.scan_page(slug)
                 except ContentNotFound:
                     self.registry.forget(slug)
                 except CMSError as exc:

@@ -502,3 +502,18 @@ async def test_over_redis_an_invalidation_during_a_read_keeps_the_old_copy_out(
     await writer.invalidate("home")
     assert heading(await content.get_page("home")) == "published"
     await close_cache(backend)
+
+
+async def test_a_scan_takes_a_cached_page_at_any_age_and_fetches_only_uncached_ones(
+    adapter: CountingAdapter, cache: Any, clock: FakeClock
+) -> None:
+    content = make(adapter, cache, clock)
+    first = await content.get_page("home")
+    clock.now += 200  # past the TTL and the stale-while-revalidate window
+    assert (await content.scan_page("home")).version == first.version
+    await settle(content)
+    assert adapter.calls == 1  # no refresh started
+    assert (await content.scan_page("about")).page.slug == "about"
+    assert adapter.calls == 2
+    with pytest.raises(ContentNotFound):
+        await content.scan_page("missing")
