@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from jinja2 import TemplateError
 
+from blocks import sandbox
 from blocks.audiences import AudienceSet
 from blocks.context import RequestFacts, build_context
 from blocks.model import Block, Page, Variant
@@ -139,6 +141,33 @@ def test_template_problems_in_loops_ignore_local_names() -> None:
     assert "idleMinutes, items, value" in problem.suggestion
     [problem] = template_problems("{{ visitor.interests.anything }}{% if %}")
     assert problem.code == "template.syntax"
+
+
+def _starved(monkeypatch: pytest.MonkeyPatch, wait: float) -> list[float]:
+    """Make every wall-clock reading of the sandbox `wait` s later than the last: no core."""
+    waited = [0.0]
+
+    def monotonic() -> float:
+        waited[0] += wait
+        return time.monotonic() + waited[0]
+
+    clocks = SimpleNamespace(monotonic=monotonic, thread_time=time.thread_time)
+    monkeypatch.setattr(sandbox, "time", clocks)
+    return waited
+
+
+def test_waiting_for_a_core_does_not_count_against_the_time_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waited = _starved(monkeypatch, 0.01)
+    assert render("{% for i in range(10) %}{{ i }}{% endfor %}", {}) == "0123456789"
+    assert waited[0] > sandbox.TIME_BUDGET  # the wall clock did pass the budget
+
+
+def test_the_wall_clock_still_bounds_a_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    _starved(monkeypatch, sandbox.TIME_BUDGET * sandbox.MAX_WALL_BUDGETS / 4)
+    with pytest.raises(TemplateError, match="the template took too long"):
+        render("{% for i in range(10) %}{{ i }}{% endfor %}", {})
 
 
 def test_time_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
