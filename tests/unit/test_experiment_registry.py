@@ -103,6 +103,9 @@ async def test_the_sweep_reads_every_published_page_and_drops_removed_ones(
     sweep = ExperimentSweep(registry, adapter, cache, interval=3600)
     assert await sweep.sweep() is True
     assert _keys(registry) == ["sale-hero-headline"]
+    assert cache.metrics.misses == len(await adapter.list_pages()) > sweep.concurrency
+    assert await sweep.sweep() is True
+    assert cache.metrics.misses == len(await adapter.list_pages())  # a second sweep: all cached
     (content / "pages" / "sale.yaml").unlink()
     assert await sweep.sweep() is True
     assert _keys(registry) == []
