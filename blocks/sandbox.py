@@ -96,8 +96,10 @@ MAX_PRECISION: Final = 32
 """Largest `round` precision (either sign)."""
 TIME_BUDGET: Final = 0.05
 """Seconds of CPU time one rendering may take."""
-MAX_WALL_BUDGETS: Final = 20
-"""However starved the machine, a rendering stops after this many budgets of wall-clock time."""
+MAX_WALL_BUDGETS: Final = 4
+"""However starved the machine, a rendering stops after this many budgets of wall-clock time.
+
+It runs on the event loop: the bound is also how long it may hold every other request."""
 
 ALLOWED_FILTERS: Final = frozenset(
     {

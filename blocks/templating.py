@@ -395,6 +395,7 @@ class PageBudget:
     def __init__(self) -> None:
         self.output = 0
         self.seconds = 0.0
+        self.wall_seconds = 0.0
 
     def check(self) -> None:
         """Raise BudgetExceeded when the page's templates have spent their output or time."""
@@ -402,7 +403,10 @@ class PageBudget:
             raise BudgetExceeded(
                 f"the page's templates produce more than {MAX_PAGE_OUTPUT:,} characters together"
             )
-        if self.seconds > PAGE_TIME_BUDGET:
+        if (
+            self.seconds > PAGE_TIME_BUDGET
+            or self.wall_seconds > sandbox.MAX_WALL_BUDGETS * PAGE_TIME_BUDGET
+        ):
             raise BudgetExceeded(
                 f"the page's templates took longer than {PAGE_TIME_BUDGET * 1000:.0f} ms together"
             )
@@ -411,12 +415,14 @@ class PageBudget:
         """Render one template of the page, within the page's budget and its own."""
         template = compile_template(source, html)
         self.check()
-        # CPU time, as each template's own budget: waiting for a core costs nothing here.
-        started = time.thread_time()
+        # CPU time, as each template's own budget: waiting for a core costs nothing
+        # here, up to the same bound on wall-clock time (the event loop waits too).
+        started, wall_started = time.thread_time(), time.monotonic()
         try:
             text = sandbox.render_compiled(template, variables)
         finally:
             self.seconds += time.thread_time() - started
+            self.wall_seconds += time.monotonic() - wall_started
         self.output += len(text)
         self.check()
         return text

@@ -209,7 +209,8 @@ class ContentCache(Service):
         CMS at each scan, many times what visitors' requests cause.
         """
         key = self._key(slug)
-        entry = await self._read(key)
+        # Not kept in process: a scan of a large site would evict the pages visitors read.
+        entry = await self._read(key, keep=False)
         if entry is None:
             self.metrics.misses += 1
             return self._page(slug, await self._fetch_once(key, slug))
@@ -228,17 +229,17 @@ class ContentCache(Service):
     def _keep_local(self, key: str, entry: Entry) -> None:
         if not self.local_entries:
             return
-        self._local.pop(key, None)
         self._local[key] = entry
         while len(self._local) > self.local_entries:
             del self._local[next(iter(self._local))]
 
-    async def _read(self, key: str) -> Entry | None:
-        local = self._local.get(key)
-        if local is not None:
-            if self._fresh(local):
-                return local
-            del self._local[key]  # another replica may have refreshed the shared entry
+    async def _read(self, key: str, *, keep: bool = True) -> Entry | None:
+        # Popped: a fresh entry goes back last (most recently used); a stale one is
+        # read from Redis again, where another replica may have refreshed it.
+        local = self._local.pop(key, None)
+        if local is not None and self._fresh(local):
+            self._local[key] = local
+            return local
         generation = (self._epoch, self._generation.get(key, 0))
         try:
             value = await self.cache.get(key, default=_MISSING)
@@ -248,13 +249,16 @@ class ContentCache(Service):
             return None
         if not isinstance(value, Entry):
             return None
-        if generation == (self._epoch, self._generation.get(key, 0)) and self._fresh(value):
+        if (
+            keep
+            and generation == (self._epoch, self._generation.get(key, 0))
+            and self._fresh(value)
+        ):
             # Not when an invalidation came while Redis answered: that copy is outdated.
             self._keep_local(key, value)
         return value
 
     async def _write(self, key: str, entry: Entry) -> None:
-        self._keep_local(key, entry)
         keep = self.not_found_ttl if entry.page is None else self.ttl + self.stale_if_error
         try:
             await self.cache.set(key, entry, ttl=keep)
@@ -321,9 +325,10 @@ class ContentCache(Service):
             await self._write(key, entry)
         return entry
 
-    def _forget_local(self, key: str | None) -> None:
-        """Keep in-flight fetches that predate an invalidation out of the cache."""
-        self.metrics.invalidations += 1
+    def _forget_local(self, key: str | None, *, count: bool = True) -> None:
+        """Keep in-flight fetches and reads that predate an invalidation out of the cache."""
+        if count:
+            self.metrics.invalidations += 1
         if key is None:
             self._epoch += 1
             self._inflight.clear()
@@ -338,6 +343,8 @@ class ContentCache(Service):
         key = self._key(slug)
         self._forget_local(key)
         await self.cache.delete(key)
+        # Again: a read that began before the delete reached Redis got the old entry.
+        self._forget_local(key, count=False)
 
     async def invalidate_all(self) -> None:
         """Forget every cached page of this CMS."""
@@ -345,6 +352,7 @@ class ContentCache(Service):
         # Redis clears `<namespace>:*`; the memory backend clears by plain prefix.
         redis = getattr(self.cache, "NAME", "") == "redis"
         await self.cache.clear(namespace=self.namespace if redis else f"{self.namespace}:")
+        self._forget_local(None, count=False)  # reads that raced the clear
 
     async def apply(self, changed: ChangedKeys, *, shared: bool = True) -> None:
         """Invalidate what a webhook changed.

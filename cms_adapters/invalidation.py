@@ -123,11 +123,17 @@ class Invalidator(Service):
 
     async def _listen(self) -> None:
         delay = 0.5
+        subscribed_before = False
         while True:
             try:
                 pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 try:
                     await pubsub.subscribe(self.channel)
+                    if subscribed_before:
+                        # Messages sent while the channel was down are lost: forget the
+                        # pages this process kept, so they are read from Redis again.
+                        await self.content.apply(ChangedKeys(everything=True), shared=False)
+                    subscribed_before = True
                     self._subscribed.set()
                     delay = 0.5
                     async for message in pubsub.listen():

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterable
 
 from blocks.context import TargetingContext
 from blocks.experiments import Allocation, Experiment, hash_attributes, run_experiment
 from cms_adapters.base import CMSAdapter
 from cms_adapters.content_cache import ContentCache
-from cms_adapters.errors import CMSError, ContentNotFound
+from cms_adapters.errors import CMSError, ContentNotFound, MalformedContent
 from common.service import Service, cancel
 
 logger = logging.getLogger(__name__)
@@ -65,10 +66,15 @@ class ExperimentRegistry:
         if self._pages.pop(slug, None) is not None:
             self._experiments = None
 
-    def retain(self, slugs: Iterable[str]) -> None:
-        """Forget every page not among `slugs` (what the CMS lists now)."""
+    def slugs(self) -> frozenset[str]:
+        """The pages whose experiments the registry holds."""
+        return frozenset(self._pages)
+
+    def retain(self, slugs: Iterable[str], among: Iterable[str] | None = None) -> None:
+        """Forget every page (of `among`, default all) not among `slugs`, what the CMS lists."""
         keep = set(slugs)
-        for slug in [slug for slug in self._pages if slug not in keep]:
+        candidates = self._pages if among is None else among
+        for slug in [slug for slug in candidates if slug not in keep]:
             self.forget(slug)
 
     def _known(self) -> dict[str, Experiment]:
@@ -109,8 +115,11 @@ class ExperimentSweep(Service):
     Pages are read through the content cache (shared between replicas when it
     lives in Redis) at whatever age it holds them, so a sweep asks the CMS
     only for pages never cached; a few at a time, in the background:
-    readiness does not wait for it. A CMS that cannot list its pages leaves
-    the registry as it was.
+    readiness does not wait for it. What a sweep concludes depends on the
+    content alone: a page that is gone or malformed leaves the registry on
+    every replica alike. A CMS that is down or rate-limits us ends the sweep
+    at once (visitors' requests need what is left of its rate limit), leaving
+    the registry as it was; so does a CMS that cannot list its pages.
     """
 
     def __init__(
@@ -121,38 +130,50 @@ class ExperimentSweep(Service):
         *,
         interval: float,
         concurrency: int = 4,
+        rng: random.Random | None = None,
     ) -> None:
         self.registry = registry
         self.adapter = adapter
         self.content = content
         self.interval = interval
         self.concurrency = concurrency
+        self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> bool:
-        """Read every page the CMS lists now; False when the CMS could not list them."""
+        """Read every page the CMS lists now; False when the sweep could not finish."""
         try:
             slugs = await self.adapter.list_pages()
         except CMSError as exc:
             logger.warning("experiment sweep: the CMS did not list its pages: %s", exc)
             return False
+        known = self.registry.slugs()
         pending = iter(slugs)
+        stopped: list[CMSError] = []
 
         async def reader() -> None:
             # A few readers share one iterator: no task per page on a site of 100,000.
             for slug in pending:
+                if stopped:
+                    return
                 try:
                     parsed = await self.content.scan_page(slug)
-                except ContentNotFound:
-                    self.registry.forget(slug)
+                except (ContentNotFound, MalformedContent):
+                    self.registry.forget(slug)  # as every replica reading it concludes
                 except CMSError as exc:
-                    # Keep what the registry knew of it: content stays served stale too.
-                    logger.warning("experiment sweep: page %r unreadable: %s", slug, exc)
+                    stopped.append(exc)  # unavailable, rate-limited or refused: try later
+                except Exception:
+                    # Keep the page's previous experiments; the other pages still count.
+                    logger.exception("experiment sweep: reading page %r failed", slug)
                 else:
                     self.registry.page(slug, parsed.page.experiments)
 
         await asyncio.gather(*(reader() for _ in range(self.concurrency)))
-        self.registry.retain(slugs)
+        if stopped:
+            logger.warning("experiment sweep stopped, the CMS failed: %s", stopped[0])
+            return False
+        # Only pages known when the sweep began: one served since may be newer than the list.
+        self.registry.retain(slugs, among=known)
         return True
 
     async def _loop(self) -> None:
@@ -162,7 +183,8 @@ class ExperimentSweep(Service):
             except Exception:
                 # A bug in one sweep must not end the sweeping (nor take the gateway down).
                 logger.exception("experiment sweep failed")
-            await asyncio.sleep(self.interval)
+            # Spread out: replicas started together must not sweep the CMS together.
+            await asyncio.sleep(self.interval * self._rng.uniform(0.8, 1.2))
 
     async def start(self) -> None:
         """Sweep in the background now and every `interval` seconds."""

@@ -517,3 +517,68 @@ async def test_a_scan_takes_a_cached_page_at_any_age_and_fetches_only_uncached_o
     assert adapter.calls == 2
     with pytest.raises(ContentNotFound):
         await content.scan_page("missing")
+
+
+@pytest.mark.parametrize("everything", [False, True])
+async def test_over_redis_a_read_racing_the_delete_of_an_invalidation_is_not_kept(
+    adapter: CountingAdapter, redis_url: str, clock: FakeClock, everything: bool
+) -> None:
+    backend = open_cache(redis_url)
+    content = make(adapter, backend, clock)
+    await content.get_page("home")
+    await content.invalidate("home")  # nothing kept in process yet: the next read keeps it
+    await content.get_page("home")
+    held, release = asyncio.Event(), asyncio.Event()
+    real_delete, real_clear = backend.delete, backend.clear
+
+    async def slow(real: Any, *args: Any, **kwargs: Any) -> Any:
+        held.set()
+        await release.wait()  # the old entry is still in Redis meanwhile
+        return await real(*args, **kwargs)
+
+    backend.delete = lambda *a, **k: slow(real_delete, *a, **k)
+    backend.clear = lambda *a, **k: slow(real_clear, *a, **k)
+    adapter.pages["home"] = parsed("home", "published")
+    invalidation = asyncio.create_task(
+        content.invalidate_all() if everything else content.invalidate("home")
+    )
+    await asyncio.wait_for(held.wait(), 2)
+    assert heading(await content.get_page("home")) == "Hello"  # read from Redis, before it
+    release.set()
+    await invalidation
+    assert heading(await content.get_page("home")) == "published"
+    await close_cache(backend)
+
+
+async def test_over_redis_the_process_keeps_the_pages_read_most_recently(
+    redis_url: str, clock: FakeClock, cms_name: str
+) -> None:
+    adapter = CountingAdapter({slug: parsed(slug) for slug in "abcd"}, name=cms_name)
+    backend = open_cache(redis_url)
+    content = make(adapter, backend, clock, local_entries=2)
+    reads = 0
+    real_get = backend.get
+
+    async def counting_get(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_get(*args, **kwargs)
+
+    backend.get = counting_get
+    for slug in "abc":
+        await content.get_page(slug)  # a miss each: fetched, written to Redis
+    for slug in "ab":
+        await content.get_page(slug)  # from Redis, now kept in process
+    reads = 0
+    await content.get_page("a")  # a hit in process: the most recently used again
+    await content.get_page("c")  # from Redis: evicts b, the least recently used
+    await content.get_page("a")
+    assert reads == 1
+    await content.get_page("b")
+    assert reads == 2
+    # A scan reads any page without keeping it: the pages visitors read stay.
+    await content.scan_page("d")
+    await content.get_page("b")
+    await content.get_page("c")
+    assert reads == 4  # b is kept (read last), c was evicted by b, not by the scan
+    await close_cache(backend)

@@ -184,3 +184,21 @@ async def test_setting_cms_and_credentials_is_all_it_takes(env: dict[str, str], 
 def test_unknown_cache_scheme_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="CACHE_URL"):
         open_cache("memcached://x")
+
+
+async def test_a_replica_that_lost_the_channel_forgets_the_pages_it_kept(
+    replicas: tuple[Invalidator, Invalidator, CountingAdapter, CountingAdapter],
+) -> None:
+    one, two, adapter_one, adapter_two = replicas
+    await two.content.get_page("home")  # fetched and written to Redis
+    assert heading(await two.content.get_page("home")) == "Hello"  # read, kept in process
+    # A publish whose message replica two never gets (its channel is down).
+    subscribed = two._subscribed
+    for adapter in (adapter_one, adapter_two):
+        adapter.pages["home"] = parsed("home", "published")
+    await one.content.invalidate("home")
+    assert heading(await two.content.get_page("home")) == "Hello"  # its own copy
+    await one._redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await wait_for(lambda: not subscribed.is_set())
+    await wait_for(subscribed.is_set)
+    assert heading(await two.content.get_page("home")) == "published"

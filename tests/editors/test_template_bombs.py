@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 import tracemalloc
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from jinja2 import TemplateError
 
+from blocks import sandbox, templating
 from blocks.audiences import AudienceSet
 from blocks.context import RequestFacts, TargetingContext, build_context
 from blocks.model import Block, Page, Variant
@@ -287,3 +289,24 @@ def test_lint_names_a_method_templates_may_not_use() -> None:
     assert problem.code == "template.limit"
     assert "`*` would build more than 8,192 characters" in problem.message
     assert template_problems("{{ visitor.traits.firstName.upper() }}") == []
+
+
+def test_a_starved_machine_does_not_spend_the_page_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    page, context = _page_of(3, "Hi {{ visitor.id }}")
+    waited = [0.0]
+
+    def monotonic() -> float:
+        waited[0] += 0.1  # each reading 100 ms later than the last: no core for the loop
+        return time.monotonic() + waited[0]
+
+    monkeypatch.setattr(
+        templating, "time", SimpleNamespace(monotonic=monotonic, thread_time=time.thread_time)
+    )
+    _, rendered = render_page(page, select_page(page, context), context, "en-US")
+    # 300 ms of wall-clock time, far more than the 200 ms budget: none fell back.
+    assert waited[0] > templating.PAGE_TIME_BUDGET
+    assert all(r.fields["heading"].startswith("Hi ") for r in rendered)
+    bounded = PageBudget()
+    bounded.wall_seconds = sandbox.MAX_WALL_BUDGETS * templating.PAGE_TIME_BUDGET + 0.001
+    with pytest.raises(TemplateError, match="the page's templates took longer than"):
+        bounded.check()

@@ -12,9 +12,10 @@ import pytest
 from blocks.audiences import AudienceSet
 from blocks.context import RequestFacts, TargetingContext, build_context
 from blocks.experiments import Allocation, Experiment
+from blocks.parse import ParsedPage
 from cms_adapters.cache_backend import open_cache
 from cms_adapters.content_cache import ContentCache
-from cms_adapters.errors import CMSUnavailable
+from cms_adapters.errors import CMSUnavailable, MalformedContent
 from cms_adapters.filesystem import FilesystemAdapter
 from delivery.experiment_registry import MAX_EXPERIMENTS, ExperimentRegistry, ExperimentSweep
 from gateway.settings import DEMO_CONTENT_DIR
@@ -140,3 +141,75 @@ async def test_an_equal_copy_of_a_page_changes_nothing() -> None:
     assert registry._known() is known
     registry.page("sale", (dataclasses.replace(sale, coverage=0.5),))
     assert registry._known() is not known
+
+
+class _Failing(FilesystemAdapter):
+    """The demo content, with one page failing as `error` says."""
+
+    def __init__(self, slug: str, error: Exception) -> None:
+        super().__init__(DEMO_CONTENT_DIR)
+        self.slug, self.error, self.fetched = slug, error, 0
+
+    async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
+        self.fetched += 1
+        if slug == self.slug:
+            raise self.error
+        return await super().fetch_page(slug, preview=preview)
+
+
+def _sweep(adapter: FilesystemAdapter, registry: ExperimentRegistry) -> ExperimentSweep:
+    cache = ContentCache(adapter, open_cache("memory://"), ttl=60.0)
+    return ExperimentSweep(registry, adapter, cache, interval=3600, concurrency=2)
+
+
+async def test_a_malformed_page_leaves_the_registry_on_every_replica_alike() -> None:
+    registry = ExperimentRegistry()
+    registry.page("sale", (await _sale_experiment(),))
+    adapter = _Failing("sale", MalformedContent("filesystem", "bad variant", entry="sale"))
+    assert await _sweep(adapter, registry).sweep() is True
+    # As a replica started now concludes, which never saw the page well formed.
+    assert _keys(registry) == []
+
+
+async def test_a_cms_that_fails_stops_the_sweep_and_changes_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ExperimentRegistry()
+    registry.page("sale", (await _sale_experiment(),))
+    registry.page("gone", (dataclasses.replace(await _sale_experiment(), key="gone-test"),))
+    adapter = _Failing("about", CMSUnavailable("filesystem", "503 from upstream"))
+    slugs = await adapter.list_pages()
+    assert await _sweep(adapter, registry).sweep() is False
+    # Not every page was asked for, and nothing was forgotten (not even a removed page).
+    assert adapter.fetched < len(slugs)
+    assert _keys(registry) == ["gone-test", "sale-hero-headline"]
+    assert "experiment sweep stopped, the CMS failed" in caplog.text
+
+
+async def test_an_unexpected_error_on_one_page_spares_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = ExperimentRegistry()
+    registry.page("gone", (dataclasses.replace(await _sale_experiment(), key="gone-test"),))
+    adapter = _Failing("about", ZeroDivisionError("a bug"))
+    assert await _sweep(adapter, registry).sweep() is True
+    assert adapter.fetched == len(await adapter.list_pages())
+    assert _keys(registry) == ["sale-hero-headline"]
+    assert "reading page 'about' failed" in caplog.text
+
+
+async def test_a_page_served_during_a_sweep_is_not_dropped_by_its_end() -> None:
+    registry = ExperimentRegistry()
+    sale = await _sale_experiment()
+
+    class _Slow(FilesystemAdapter):
+        async def list_pages(self) -> list[str]:
+            return ["sale"]  # listed before the page "new" was published
+
+        async def fetch_page(self, slug: str, *, preview: bool = False) -> ParsedPage:
+            # Meanwhile a visitor is served the new page with an experiment of its own.
+            registry.page("new", (dataclasses.replace(sale, key="new-test"),))
+            return await super().fetch_page(slug, preview=preview)
+
+    assert await _sweep(_Slow(DEMO_CONTENT_DIR), registry).sweep() is True
+    assert _keys(registry) == ["new-test", "sale-hero-headline"]
