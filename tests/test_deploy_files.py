@@ -97,3 +97,13 @@ def test_every_variable_compose_sets_is_a_setting() -> None:
 def test_the_build_context_leaves_out_the_virtualenv_and_tests() -> None:
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", "tests"} <= set(ignored)
+
+
+def test_the_image_preloads_the_jemalloc_it_links() -> None:
+    steps = instructions()
+    runs = " ".join(args for keyword, args in steps if keyword == "RUN")
+    link = re.search(r"ln -s (\S+libjemalloc\.so\.2) (\S+)", runs)
+    assert link is not None
+    assert "libjemalloc2" in runs
+    env = " ".join(args for keyword, args in steps if keyword == "ENV")
+    assert f"LD_PRELOAD={link.group(2)}" in env
