@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from cms_adapters.cache_backend import is_redis
 from common.gc_tuning import tune_gc
 from gateway.embedded_mongo import EmbeddedMongoError
 from gateway.embedded_supervisor import AdvertStatus, EmbeddedSupervisor
@@ -111,6 +112,16 @@ def serve_command(args: argparse.Namespace) -> int:
     except TracingUnavailable as exc:
         print(f"python -m gateway serve: {exc}", file=sys.stderr)
         return 2
+    if args.workers > 1 and not is_redis(settings.cache_url):
+        # Nothing fans a webhook out between workers without Redis (pub/sub): say so once.
+        logger.warning(
+            "%d workers without a Redis CACHE_URL: each keeps its own content cache, "
+            "persisted queries and rate limits, and a publish webhook invalidates only the "
+            "worker that receives it (the others see the change within CONTENT_TTL, %g s); "
+            "set CACHE_URL=redis://... to share them",
+            args.workers,
+            settings.content_ttl,
+        )
     supervisor = None
     if settings.mongodb_uri is None:
         supervisor = EmbeddedSupervisor(

@@ -299,7 +299,10 @@ def test_serve_with_two_workers_shares_one_database_and_stops_cleanly(state_dir:
         assert served.stop()
     for pid in children:
         assert wait_gone(pid, 10), f"pid {pid} ({command_line(pid)}) outlived serve"
-    assert "uvicorn.access" not in served.log.read_text()  # no --access-log: none
+    log = served.log.read_text()
+    assert "uvicorn.access" not in log  # no --access-log: none
+    # No Redis: the workers share no content cache, and serve says what that means.
+    assert "2 workers without a Redis CACHE_URL" in log
     assert not (state_dir / "mongo" / "server.uri").exists()
 
 
