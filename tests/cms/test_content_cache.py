@@ -449,6 +449,19 @@ async def test_replicas_share_pages_and_each_others_invalidations(
     assert adapter.calls == 2
 
 
+def count_reads(backend: Any) -> list[int]:
+    """Count the backend's `get` calls from now on (in the list's one item)."""
+    reads = [0]
+    real_get = backend.get
+
+    async def counting_get(*args: Any, **kwargs: Any) -> Any:
+        reads[0] += 1
+        return await real_get(*args, **kwargs)
+
+    backend.get = counting_get
+    return reads
+
+
 async def test_over_redis_a_fresh_page_is_served_from_the_process(
     adapter: CountingAdapter, redis_url: str, clock: FakeClock
 ) -> None:
@@ -457,21 +470,13 @@ async def test_over_redis_a_fresh_page_is_served_from_the_process(
     other = make(adapter, backend, clock)
     await other.get_page("home")  # stored in Redis by another replica
     first = await content.get_page("home")
-    reads = 0
-    real_get = backend.get
-
-    async def counting_get(*args: Any, **kwargs: Any) -> Any:
-        nonlocal reads
-        reads += 1
-        return await real_get(*args, **kwargs)
-
-    backend.get = counting_get
+    reads = count_reads(backend)
     # The same object: neither a Redis round trip nor another unpickled copy.
     assert await content.get_page("home") is first
-    assert reads == 0
+    assert reads[0] == 0
     clock.now += 61  # no longer fresh: Redis is asked again (another replica may have refreshed)
     assert (await content.get_page("home")).version == first.version
-    assert reads == 1
+    assert reads[0] == 1
     await settle(content)
     await close_cache(backend)
 
@@ -556,29 +561,21 @@ async def test_over_redis_the_process_keeps_the_pages_read_most_recently(
     adapter = CountingAdapter({slug: parsed(slug) for slug in "abcd"}, name=cms_name)
     backend = open_cache(redis_url)
     content = make(adapter, backend, clock, local_entries=2)
-    reads = 0
-    real_get = backend.get
-
-    async def counting_get(*args: Any, **kwargs: Any) -> Any:
-        nonlocal reads
-        reads += 1
-        return await real_get(*args, **kwargs)
-
-    backend.get = counting_get
+    reads = count_reads(backend)
     for slug in "abc":
         await content.get_page(slug)  # a miss each: fetched, written to Redis
     for slug in "ab":
         await content.get_page(slug)  # from Redis, now kept in process
-    reads = 0
+    reads[0] = 0
     await content.get_page("a")  # a hit in process: the most recently used again
     await content.get_page("c")  # from Redis: evicts b, the least recently used
     await content.get_page("a")
-    assert reads == 1
+    assert reads[0] == 1
     await content.get_page("b")
-    assert reads == 2
+    assert reads[0] == 2
     # A scan reads any page without keeping it: the pages visitors read stay.
     await content.scan_page("d")
     await content.get_page("b")
     await content.get_page("c")
-    assert reads == 4  # b is kept (read last), c was evicted by b, not by the scan
+    assert reads[0] == 4  # b is kept (read last), c was evicted by b, not by the scan
     await close_cache(backend)
