@@ -137,8 +137,10 @@ class ContentCache(Service):
     ) -> None:
         self.adapter = adapter
         self.cache = cache
+        #: Whether other processes share the backend (Redis), or it is this one's own.
+        self.shared = getattr(cache, "NAME", "") == "redis"
         # The memory backend holds the parsed pages themselves: nothing to keep twice.
-        self.local_entries = local_entries if getattr(cache, "NAME", "") == "redis" else 0
+        self.local_entries = local_entries if self.shared else 0
         self._local: dict[str, Entry] = {}
         self.ttl = ttl
         self.stale_while_revalidate = stale_while_revalidate
@@ -350,8 +352,7 @@ class ContentCache(Service):
         """Forget every cached page of this CMS."""
         self._forget_local(None)
         # Redis clears `<namespace>:*`; the memory backend clears by plain prefix.
-        redis = getattr(self.cache, "NAME", "") == "redis"
-        await self.cache.clear(namespace=self.namespace if redis else f"{self.namespace}:")
+        await self.cache.clear(namespace=self.namespace if self.shared else f"{self.namespace}:")
         self._forget_local(None, count=False)  # reads that raced the clear
 
     async def apply(self, changed: ChangedKeys, *, shared: bool = True) -> None:

@@ -2,7 +2,11 @@
 
 `Invalidator.publish(changed)` drops the changed pages from the (shared)
 content cache, tells every other replica over Redis pub/sub so they drop
-in-flight fetches of the old content, and hands surrogate keys to a
+in-flight fetches of the old content (without Redis, through a change stream
+on MongoDB's `invalidations`, which every process shares: `serve --workers
+N` keeps a content cache per worker, each then cleared by the message; a
+process whose channel was down forgets everything it kept), and hands
+surrogate keys to a
 `PurgeSink` (cms_adapters/purge.py: Varnish, Fastly, Cloudflare; by default
 it only logs them).
 
@@ -25,9 +29,13 @@ import contextlib
 import json
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import pymongo
 from prometheus_client import Counter
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
 from cms_adapters.base import ChangedKeys
 from cms_adapters.content_cache import ContentCache
@@ -35,7 +43,7 @@ from cms_adapters.purge import LoggingPurgeSink as LoggingPurgeSink
 from cms_adapters.purge import PurgeError
 from cms_adapters.purge import PurgeSink as PurgeSink
 from common.json_input import loads
-from common.service import Service
+from common.service import Service, cancel
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +102,11 @@ class Invalidator(Service):
         redis_url: str | None = None,
         channel: str = CHANNEL,
         purge_deadline: float = 2.0,
+        collection: AsyncCollection[dict[str, Any]] | None = None,
     ) -> None:
         self.content = content
+        # Without Redis the processes still share MongoDB: messages go through it.
+        self.collection = collection if redis_url is None else None
         self.sink: PurgeSink = sink or LoggingPurgeSink()
         self.purge_deadline = purge_deadline
         self._purges: set[asyncio.Task[None]] = set()
@@ -108,13 +119,16 @@ class Invalidator(Service):
         self._subscribed = asyncio.Event()
 
     async def start(self, *, wait: float = 2.0) -> None:
-        """Listen for other replicas' invalidations (reconnecting while Redis is down)."""
-        if self.redis_url is None:
-            return
-        from redis.asyncio import Redis
+        """Listen for other replicas' invalidations (reconnecting while the channel is down)."""
+        if self.redis_url is not None:
+            from redis.asyncio import Redis
 
-        self._redis = Redis.from_url(self.redis_url)
-        self._listener = asyncio.create_task(self._listen(), name="invalidation listener")
+            self._redis = Redis.from_url(self.redis_url)
+            self._listener = asyncio.create_task(self._listen(), name="invalidation listener")
+        elif self.collection is not None:
+            self._listener = asyncio.create_task(self._follow(), name="invalidation stream")
+        else:
+            return
         try:
             async with asyncio.timeout(wait):
                 await self._subscribed.wait()
@@ -130,9 +144,7 @@ class Invalidator(Service):
                 try:
                     await pubsub.subscribe(self.channel)
                     if subscribed_before:
-                        # Messages sent while the channel was down are lost: forget the
-                        # pages this process kept, so they are read from Redis again.
-                        await self.content.apply(ChangedKeys(everything=True), shared=False)
+                        await self._missed()
                     subscribed_before = True
                     self._subscribed.set()
                     delay = 0.5
@@ -148,6 +160,49 @@ class Invalidator(Service):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
+    async def _follow(self) -> None:
+        """Apply the invalidations other processes insert into `collection` (a change stream)."""
+        assert self.collection is not None
+        delay = 0.5
+        opened_before = False
+        while True:
+            try:
+                # maxAwaitTimeMS: a quiet stream waits on the server, not in a busy loop here.
+                async with await self.collection.watch(max_await_time_ms=500) as stream:
+                    if opened_before:
+                        await self._missed()
+                    opened_before = True
+                    self._subscribed.set()
+                    delay = 0.5
+                    # A closed stream answers at once, without waiting: it must not be polled.
+                    while stream.alive:
+                        change = await stream.try_next()
+                        if change is None:
+                            continue
+                        operation = change.get("operationType")
+                        document = change.get("fullDocument") or {}
+                        if operation == "insert" and isinstance(document.get("message"), str):
+                            await self._on_message(document["message"])
+                        elif operation in ("drop", "dropDatabase", "rename", "invalidate"):
+                            break
+                raise PyMongoError("the invalidation stream closed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("invalidation stream lost (%s); reopening in %.1f s", exc, delay)
+                self._subscribed.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _missed(self) -> None:
+        """Forget what this process kept: messages sent while the channel was down are lost."""
+        await self._apply_remote(ChangedKeys(everything=True))
+
+    async def _apply_remote(self, changed: ChangedKeys) -> None:
+        # A shared cache (Redis) was already cleared by the sender; one of this process's
+        # own (the in-memory backend) must be cleared here.
+        await self.content.apply(changed, shared=not self.content.shared)
+
     async def _on_message(self, data: Any) -> None:
         decoded = decode(data) if isinstance(data, str | bytes) else None
         if decoded is None:
@@ -156,15 +211,18 @@ class Invalidator(Service):
         if origin == self.origin or cms != self.content.adapter.name:
             return
         self.received += 1
-        await self.content.apply(changed, shared=False)
+        await self._apply_remote(changed)
 
     async def publish(self, changed: ChangedKeys) -> list[str]:
         """Invalidate `changed` everywhere; returns the surrogate keys purged."""
         await self.content.apply(changed)
+        message = encode(self.origin, self.content.adapter.name, changed)
         if self._redis is not None:
-            await self._redis.publish(
-                self.channel, encode(self.origin, self.content.adapter.name, changed)
-            )
+            await self._redis.publish(self.channel, message)
+        elif self.collection is not None:
+            # Bounded: a hung MongoDB answers the webhook 503 (the CMS retries), not a hang.
+            with pymongo.timeout(2.0):
+                await self.collection.insert_one({"message": message, "at": datetime.now(UTC)})
         keys = surrogate_keys(self.content.adapter.name, changed)
         await self.purge(keys)
         return keys
@@ -201,9 +259,8 @@ class Invalidator(Service):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        # Cancelled again until it stops (pymongo may swallow one while MongoDB hangs).
+        listener, self._listener = self._listener, None
+        await cancel(listener)
         if self._redis is not None:
             await self._redis.aclose()

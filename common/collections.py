@@ -20,6 +20,8 @@ IDENTITIES: Final = "identities"
 AUDIENCES: Final = "audiences"
 #: One document per page view: the decisions served (TTL: EXPOSURE_RETENTION_DAYS).
 EXPOSURES: Final = "exposures"
+#: Publish webhooks' invalidations, for processes that share no Redis (TTL: an hour).
+INVALIDATIONS: Final = "invalidations"
 #: GridFS bucket of signed model artifacts, and the registry's bookkeeping beside it.
 MODELS_BUCKET: Final = "models"
 MODEL_REGISTRY: Final = "models.registry"

@@ -32,6 +32,7 @@ from cms_adapters.purge import (
     FastlyPurgeSink,
     VarnishPurgeSink,
 )
+from common.collections import INVALIDATIONS
 from common.mongo_metrics import Liveness
 from common.service import ShutdownBudget
 from delivery.edge_keys import EdgeKeys, edge_secret_from
@@ -290,7 +291,11 @@ def create_app(
                     sink = await stack.enter_async_context(sink)
             invalidator = await stack.enter_async_context(
                 Invalidator(
-                    content, sink, redis_url=redis_url, purge_deadline=settings.purge_deadline
+                    content,
+                    sink,
+                    redis_url=redis_url,
+                    purge_deadline=settings.purge_deadline,
+                    collection=database[INVALIDATIONS],
                 )
             )
             scorer = await stack.enter_async_context(

@@ -113,14 +113,12 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"python -m gateway serve: {exc}", file=sys.stderr)
         return 2
     if args.workers > 1 and not is_redis(settings.cache_url):
-        # Nothing fans a webhook out between workers without Redis (pub/sub): say so once.
+        # Webhooks reach every worker through MongoDB; the rest is shared only in Redis.
         logger.warning(
-            "%d workers without a Redis CACHE_URL: each keeps its own content cache, "
-            "persisted queries and rate limits, and a publish webhook invalidates only the "
-            "worker that receives it (the others see the change within CONTENT_TTL, %g s); "
-            "set CACHE_URL=redis://... to share them",
+            "%d workers without a Redis CACHE_URL: each keeps its own content cache (and "
+            "fetches pages from the CMS itself), persisted queries and rate limits (each "
+            "allows the whole rate); set CACHE_URL=redis://... to share them",
             args.workers,
-            settings.content_ttl,
         )
     supervisor = None
     if settings.mongodb_uri is None:

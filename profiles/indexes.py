@@ -77,3 +77,5 @@ async def ensure_indexes(
     # The per-block index of the old shape indexes nothing now but still costs every insert.
     if OLD_EXPOSURES_INDEX in await exposures.index_information():
         await exposures.drop_index(OLD_EXPOSURES_INDEX)
+    # Invalidation messages matter only while they travel: an hour bounds the collection.
+    await _ttl_index(database, collections.INVALIDATIONS, "at", "invalidations_ttl", 1 / 24)

@@ -235,13 +235,15 @@ class ProfileFeed(Service):
                 self.cache.clear()
             self.healthy = True
             self._ready.set()
-            while True:
+            # A closed stream answers at once, without waiting: it must not be polled.
+            while stream.alive:
                 change = await stream.try_next()
                 if change is None:
                     self._token = stream.resume_token
                     continue
                 self._token = stream.resume_token
                 self._apply(change)
+        raise PyMongoError("the profile change stream closed")
 
     def _apply(self, change: Mapping[str, Any]) -> None:
         self.changes += 1

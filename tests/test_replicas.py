@@ -148,6 +148,28 @@ def content_dir(tmp_path: Path) -> Path:
     return target
 
 
+def start_two(
+    uri: str, database_name: str, tmp_path: Path, cache_url: str, content_dir: Path
+) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two gateways on one database, with `cache_url` as their content cache."""
+    shared = {
+        "CACHE_URL": cache_url,
+        "CONTENT_DIR": str(content_dir),
+        "CMS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        # Long enough that only an invalidation can show B the change.
+        "CONTENT_TTL": "600",
+    }
+    a = Gateway(uri, database_name, tmp_path / "a", shared)
+    b = Gateway(uri, database_name, tmp_path / "b", shared)
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
 @pytest.fixture
 def two_gateways(
     mongo_server: EmbeddedMongo,
@@ -156,22 +178,15 @@ def two_gateways(
     redis_url: str,
     content_dir: Path,
 ) -> Iterator[tuple[Gateway, Gateway]]:
-    shared = {
-        "CACHE_URL": redis_url,
-        "CONTENT_DIR": str(content_dir),
-        "CMS_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        # Long enough that only an invalidation can show B the change.
-        "CONTENT_TTL": "600",
-    }
-    a = Gateway(mongo_server.uri, database_name, tmp_path / "a", shared)
-    b = Gateway(mongo_server.uri, database_name, tmp_path / "b", shared)
-    try:
-        a.wait_ready()
-        b.wait_ready()
-        yield a, b
-    finally:
-        a.stop()
-        b.stop()
+    yield from start_two(mongo_server.uri, database_name, tmp_path, redis_url, content_dir)
+
+
+@pytest.fixture
+def two_gateways_without_redis(
+    mongo_server: EmbeddedMongo, database_name: str, tmp_path: Path, content_dir: Path
+) -> Iterator[tuple[Gateway, Gateway]]:
+    """As `serve --workers 2` without Redis: a content cache each, one database."""
+    yield from start_two(mongo_server.uri, database_name, tmp_path, "memory://", content_dir)
 
 
 VISITOR = "{ visitor { audiences traits } }"
@@ -221,7 +236,18 @@ async def test_an_event_taken_by_one_gateway_is_seen_by_the_other(
 async def test_a_publish_webhook_sent_to_one_gateway_invalidates_the_other(
     two_gateways: tuple[Gateway, Gateway], content_dir: Path
 ) -> None:
-    a, b = two_gateways
+    await publish_on_a_reaches_b(*two_gateways, content_dir)
+
+
+@pytest.mark.slow
+async def test_without_redis_the_webhook_reaches_the_other_through_mongodb(
+    two_gateways_without_redis: tuple[Gateway, Gateway], content_dir: Path
+) -> None:
+    await publish_on_a_reaches_b(*two_gateways_without_redis, content_dir)
+
+
+async def publish_on_a_reaches_b(a: Gateway, b: Gateway, content_dir: Path) -> None:
+    """B shows a page published through a webhook sent to A, long before its TTL."""
     async with httpx.AsyncClient(timeout=10) as client:
 
         async def title_on(url: str) -> str:

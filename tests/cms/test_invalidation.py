@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from cms_adapters.base import ChangedKeys, WebhookRequest
 from cms_adapters.cache_backend import close_cache, open_cache
@@ -17,6 +18,7 @@ from cms_adapters.content_cache import ContentCache
 from cms_adapters.errors import WebhookRejected
 from cms_adapters.invalidation import Invalidator, decode, encode, surrogate_keys
 from cms_adapters.webhooks import contentful_signature, verify_contentful, verify_sanity
+from common.collections import INVALIDATIONS
 from gateway.app import build_adapter
 from gateway.settings import Settings
 from tests.cms.test_content_cache import CountingAdapter, heading, parsed
@@ -202,3 +204,37 @@ async def test_a_replica_that_lost_the_channel_forgets_the_pages_it_kept(
     await wait_for(lambda: not subscribed.is_set())
     await wait_for(subscribed.is_set)
     assert heading(await two.content.get_page("home")) == "published"
+
+
+@pytest.fixture
+async def workers(
+    mongo: AsyncMongoClient[dict[str, Any]], database_name: str, cms_name: str
+) -> AsyncIterator[tuple[Invalidator, Invalidator, CountingAdapter, CountingAdapter]]:
+    """Two processes without Redis: a memory cache each, one MongoDB collection between."""
+    collection = mongo[database_name][INVALIDATIONS]
+    adapters = [CountingAdapter({"home": parsed("home")}, name=cms_name) for _ in range(2)]
+    invalidators = [
+        Invalidator(ContentCache(adapter, open_cache("memory://")), collection=collection)
+        for adapter in adapters
+    ]
+    for invalidator in invalidators:
+        await invalidator.start()
+    yield invalidators[0], invalidators[1], adapters[0], adapters[1]
+    for invalidator in invalidators:
+        await invalidator.aclose()
+        await invalidator.content.aclose()
+        await close_cache(invalidator.content.cache)
+
+
+async def test_without_redis_a_publish_reaches_the_other_process_through_mongodb(
+    workers: tuple[Invalidator, Invalidator, CountingAdapter, CountingAdapter],
+) -> None:
+    one, two, adapter_one, adapter_two = workers
+    assert heading(await two.content.get_page("home")) == "Hello"  # in two's own cache
+    for adapter in (adapter_one, adapter_two):
+        adapter.pages["home"] = parsed("home", "published")
+    await one.publish(ChangedKeys(pages=frozenset({"home"})))
+    await wait_for(lambda: two.received == 1)
+    assert heading(await two.content.get_page("home")) == "published"
+    assert adapter_two.calls == 2
+    assert one.received == 0  # its own message is ignored
