@@ -238,3 +238,25 @@ async def test_without_redis_a_publish_reaches_the_other_process_through_mongodb
     assert heading(await two.content.get_page("home")) == "published"
     assert adapter_two.calls == 2
     assert one.received == 0  # its own message is ignored
+
+
+async def test_a_stream_closed_under_the_invalidator_is_reopened_not_polled(
+    workers: tuple[Invalidator, Invalidator, CountingAdapter, CountingAdapter],
+    mongo: AsyncMongoClient[dict[str, Any]],
+    database_name: str,
+) -> None:
+    one, two, _, adapter_two = workers
+    await mongo.drop_database(database_name)  # closes every change stream on it
+    started = time.monotonic()
+    await asyncio.sleep(0.2)  # a closed stream polled in a loop never lets this return
+    assert time.monotonic() - started < 2.0
+    await two.content.get_page("home")
+    adapter_two.pages["home"] = parsed("home", "after the drop")
+
+    async def published() -> bool:
+        await one.publish(ChangedKeys(pages=frozenset({"home"})))
+        return heading(await two.content.get_page("home")) == "after the drop"
+
+    async with asyncio.timeout(10):
+        while not await published():  # noqa: ASYNC110 - polling what a retry shows
+            await asyncio.sleep(0.2)  # until the reopened stream carries it
