@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -117,6 +118,8 @@ class Invalidator(Service):
         self._redis: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._opened_before = False
+        self._delay = 0.5
 
     async def start(self, *, wait: float = 2.0) -> None:
         """Listen for other replicas' invalidations (reconnecting while the channel is down)."""
@@ -124,75 +127,69 @@ class Invalidator(Service):
             from redis.asyncio import Redis
 
             self._redis = Redis.from_url(self.redis_url)
-            self._listener = asyncio.create_task(self._listen(), name="invalidation listener")
+            session = self._redis_session
         elif self.collection is not None:
-            self._listener = asyncio.create_task(self._follow(), name="invalidation stream")
+            session = self._mongo_session
         else:
             return
+        self._listener = asyncio.create_task(self._listen(session), name="invalidation listener")
         try:
             async with asyncio.timeout(wait):
                 await self._subscribed.wait()
         except TimeoutError:
             logger.error("invalidation channel not subscribed yet; retrying in the background")
 
-    async def _listen(self) -> None:
-        delay = 0.5
-        subscribed_before = False
+    async def _listen(self, session: Callable[[], Awaitable[None]]) -> None:
+        """Run `session` (one subscription, until it breaks) again and again, with backoff."""
         while True:
             try:
-                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                try:
-                    await pubsub.subscribe(self.channel)
-                    if subscribed_before:
-                        await self._missed()
-                    subscribed_before = True
-                    self._subscribed.set()
-                    delay = 0.5
-                    async for message in pubsub.listen():
-                        await self._on_message(message.get("data"))
-                finally:
-                    await pubsub.aclose()
+                await session()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("invalidation channel lost (%s); reconnecting in %.1f s", exc, delay)
+                logger.warning(
+                    "invalidation channel lost (%s); reconnecting in %.1f s", exc, self._delay
+                )
                 self._subscribed.clear()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                await asyncio.sleep(self._delay)
+                self._delay = min(self._delay * 2, 30.0)
 
-    async def _follow(self) -> None:
+    async def _opened(self) -> None:
+        """The channel is (again) subscribed: forget what may have been missed meanwhile."""
+        if self._opened_before:
+            await self._missed()
+        self._opened_before = True
+        self._delay = 0.5
+        self._subscribed.set()
+
+    async def _redis_session(self) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.channel)
+            await self._opened()
+            async for message in pubsub.listen():
+                await self._on_message(message.get("data"))
+        finally:
+            await pubsub.aclose()
+
+    async def _mongo_session(self) -> None:
         """Apply the invalidations other processes insert into `collection` (a change stream)."""
         assert self.collection is not None
-        delay = 0.5
-        opened_before = False
-        while True:
-            try:
-                # maxAwaitTimeMS: a quiet stream waits on the server, not in a busy loop here.
-                async with await self.collection.watch(max_await_time_ms=500) as stream:
-                    if opened_before:
-                        await self._missed()
-                    opened_before = True
-                    self._subscribed.set()
-                    delay = 0.5
-                    # A closed stream answers at once, without waiting: it must not be polled.
-                    while stream.alive:
-                        change = await stream.try_next()
-                        if change is None:
-                            continue
-                        operation = change.get("operationType")
-                        document = change.get("fullDocument") or {}
-                        if operation == "insert" and isinstance(document.get("message"), str):
-                            await self._on_message(document["message"])
-                        elif operation in ("drop", "dropDatabase", "rename", "invalidate"):
-                            break
-                raise PyMongoError("the invalidation stream closed")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("invalidation stream lost (%s); reopening in %.1f s", exc, delay)
-                self._subscribed.clear()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        # maxAwaitTimeMS: a quiet stream waits on the server, not in a busy loop here.
+        async with await self.collection.watch(max_await_time_ms=500) as stream:
+            await self._opened()
+            # A closed stream answers at once, without waiting: it must not be polled.
+            while stream.alive:
+                change = await stream.try_next()
+                if change is None:
+                    continue
+                operation = change.get("operationType")
+                document = change.get("fullDocument") or {}
+                if operation == "insert" and isinstance(document.get("message"), str):
+                    await self._on_message(document["message"])
+                elif operation in ("drop", "dropDatabase", "rename", "invalidate"):
+                    break
+        raise PyMongoError("the invalidation stream closed")
 
     async def _missed(self) -> None:
         """Forget what this process kept: messages sent while the channel was down are lost."""

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,20 @@ from tests.cms.test_content_cache import CountingAdapter, heading, parsed
 from tests.cms.vendors import SECRET, FakeContentful, FakeSanity
 
 
+@asynccontextmanager
+async def running(invalidators: list[Invalidator]) -> AsyncIterator[None]:
+    """Start the invalidators; then stop them, their content caches and cache backends."""
+    for invalidator in invalidators:
+        await invalidator.start()
+    try:
+        yield
+    finally:
+        for invalidator in invalidators:
+            await invalidator.aclose()
+            await invalidator.content.aclose()
+            await close_cache(invalidator.content.cache)
+
+
 @pytest.fixture
 async def replicas(
     redis_url: str, cms_name: str
@@ -36,14 +51,8 @@ async def replicas(
         Invalidator(ContentCache(adapter, cache), redis_url=redis_url)
         for adapter, cache in zip(adapters, caches, strict=True)
     ]
-    for invalidator in invalidators:
-        await invalidator.start()
-    yield invalidators[0], invalidators[1], adapters[0], adapters[1]
-    for invalidator in invalidators:
-        await invalidator.aclose()
-        await invalidator.content.aclose()
-    for cache in caches:
-        await close_cache(cache)
+    async with running(invalidators):
+        yield invalidators[0], invalidators[1], adapters[0], adapters[1]
 
 
 async def wait_for(condition: Any) -> None:
@@ -217,13 +226,8 @@ async def workers(
         Invalidator(ContentCache(adapter, open_cache("memory://")), collection=collection)
         for adapter in adapters
     ]
-    for invalidator in invalidators:
-        await invalidator.start()
-    yield invalidators[0], invalidators[1], adapters[0], adapters[1]
-    for invalidator in invalidators:
-        await invalidator.aclose()
-        await invalidator.content.aclose()
-        await close_cache(invalidator.content.cache)
+    async with running(invalidators):
+        yield invalidators[0], invalidators[1], adapters[0], adapters[1]
 
 
 async def test_without_redis_a_publish_reaches_the_other_process_through_mongodb(
