@@ -355,24 +355,26 @@ class ContentCache(Service):
         await self.cache.clear(namespace=self.namespace if self.shared else f"{self.namespace}:")
         self._forget_local(None, count=False)  # reads that raced the clear
 
-    async def apply(self, changed: ChangedKeys, *, shared: bool = True) -> None:
+    async def apply(self, changed: ChangedKeys, *, remote: bool = False) -> None:
         """Invalidate what a webhook changed.
 
         A changed block may be used by any page, so it invalidates every page.
-        With `shared=False` only this process's state is reset (another
-        replica already deleted the shared entries).
+        With `remote=True` another process took the webhook and already
+        deleted the entries of a shared backend (Redis): only this process's
+        state is reset then. A backend of this process's own is cleared either way.
         """
+        local_only = remote and self.shared
         if changed.everything or changed.blocks:
-            if shared:
-                await self.invalidate_all()
-            else:
+            if local_only:
                 self._forget_local(None)
+            else:
+                await self.invalidate_all()
             return
         for slug in sorted(changed.pages):
-            if shared:
-                await self.invalidate(slug)
-            else:
+            if local_only:
                 self._forget_local(self._key(slug))
+            else:
+                await self.invalidate(slug)
 
     async def aclose(self) -> None:
         """Cancel background refreshes (at shutdown)."""

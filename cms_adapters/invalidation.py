@@ -193,12 +193,7 @@ class Invalidator(Service):
 
     async def _missed(self) -> None:
         """Forget what this process kept: messages sent while the channel was down are lost."""
-        await self._apply_remote(ChangedKeys(everything=True))
-
-    async def _apply_remote(self, changed: ChangedKeys) -> None:
-        # A shared cache (Redis) was already cleared by the sender; one of this process's
-        # own (the in-memory backend) must be cleared here.
-        await self.content.apply(changed, shared=not self.content.shared)
+        await self.content.apply(ChangedKeys(everything=True), remote=True)
 
     async def _on_message(self, data: Any) -> None:
         decoded = decode(data) if isinstance(data, str | bytes) else None
@@ -208,7 +203,7 @@ class Invalidator(Service):
         if origin == self.origin or cms != self.content.adapter.name:
             return
         self.received += 1
-        await self._apply_remote(changed)
+        await self.content.apply(changed, remote=True)
 
     async def publish(self, changed: ChangedKeys) -> list[str]:
         """Invalidate `changed` everywhere; returns the surrogate keys purged."""

@@ -443,7 +443,7 @@ async def test_replicas_share_pages_and_each_others_invalidations(
     adapter.pages["home"] = parsed("home", "edited")
     await second.invalidate("home")
     # What the invalidator's pub/sub message does on the other replica.
-    await first.apply(ChangedKeys(pages=frozenset({"home"})), shared=False)
+    await first.apply(ChangedKeys(pages=frozenset({"home"})), remote=True)
     assert heading(await first.get_page("home")) == "edited"
     assert heading(await second.get_page("home")) == "edited"
     assert adapter.calls == 2
@@ -500,7 +500,7 @@ async def test_over_redis_an_invalidation_during_a_read_keeps_the_old_copy_out(
     reading = asyncio.create_task(content.get_page("home"))
     await asyncio.wait_for(entered.wait(), 2)
     adapter.pages["home"] = parsed("home", "published")
-    await content.apply(ChangedKeys(pages=frozenset({"home"})), shared=False)
+    await content.apply(ChangedKeys(pages=frozenset({"home"})), remote=True)
     release.set()
     assert heading(await reading) == "Hello"  # the read that began before it
     backend.get = real_get
