@@ -176,7 +176,7 @@ POISONS = ("int", "surrogate", "nul-key", "dollar-key")
 async def ingestor(mongo: Mongo, database_name: str, clock: Clock) -> AsyncIterator[Ingestor]:
     db = mongo[database_name]
     await ensure_indexes(db, retention_days=90)
-    started = Ingestor(db, clock=clock)
+    started = Ingestor(db, clock=clock, submit_timeout=60, max_wait_seconds=60)
     started.reconcile_every = 3600
     await started.start()
     yield started
@@ -221,7 +221,9 @@ async def test_a_poisoned_shared_commit_is_split_so_only_the_offender_fails(
 ) -> None:
     db = mongo[database_name]
     await ensure_indexes(db, retention_days=90)
-    ingestor = Unchecked(db, clock=clock)
+    # Splitting takes a dozen journaled commits; on a loaded machine they outlast the
+    # 2 s stall bound, which would answer 503 to requests this test is not about.
+    ingestor = Unchecked(db, clock=clock, submit_timeout=60, max_wait_seconds=60)
     ingestor.reconcile_every = 3600
     await ingestor.start()
     before = splits()
@@ -349,7 +351,7 @@ async def test_a_shared_write_that_fails_is_split_and_retried(
     try:
         db = client["tessera"]
         await ensure_indexes(db, retention_days=90)
-        ingestor = Ingestor(db, clock=clock)
+        ingestor = Ingestor(db, clock=clock, submit_timeout=60, max_wait_seconds=60)  # as above
         ingestor.reconcile_every = 3600
         await ingestor.start()
         before = splits()
