@@ -72,6 +72,13 @@ LABELS = {
     "h": "GET /healthz (plain route)",
     "p": "home page, many visitors",
     "m": "home page + events (mixed)",
+    "t": "{ __typename }, many visitors",
+    "s": "about page, many visitors",
+}
+#: The floors (`--floors`): requests through /graphql that decide (nearly) nothing.
+FLOOR_BODIES = {
+    "t": json.dumps({"query": "{ __typename }"}),
+    "s": json.dumps({"query": PAGE_QUERY % "about"}),
 }
 
 
@@ -185,6 +192,12 @@ def measure(
             start=gateway.position,
         )  # fmt: skip
         gateway.advance(result, args.visitors)
+    elif key in FLOOR_BODIES:
+        result = loadgen.run_rotate(
+            wrk, f"{gateway.base_url}/graphql", files["pages"], files[f"body-{key}"],
+            duration=duration, connections=args.connections, label=f"({key}) floor",
+            start=gateway.position,
+        )  # fmt: skip
     else:
         # The events start first and end last, so every page request meets them.
         beacons = loadgen.start_events(
@@ -230,6 +243,12 @@ def warm_up(args: argparse.Namespace, wrk: str, gateway: Gateway, files: dict[st
         )  # fmt: skip
         gateway.advance(result, args.visitors)
         asked += result.requests
+    for key in FLOOR_BODIES if args.floors else ():
+        loadgen.run_rotate(
+            wrk, f"{gateway.base_url}/graphql", files["pages"], files[f"body-{key}"],
+            duration=args.warmup, connections=args.connections, label=f"warm-up ({key})",
+            start=gateway.position,
+        )  # fmt: skip
     print(f"warm-up: {asked} page requests", flush=True)
 
 
@@ -274,6 +293,7 @@ def run_scenario(args: argparse.Namespace, wrk: str) -> int:
     info = machine(wrk)
     source = source_fingerprint()
     keys = ["h", "p"] + (["m"] if args.scenario == "mixed" else [])
+    keys += list(FLOOR_BODIES) if args.floors else []
     print(
         f"source fingerprint {source}; load average {loadgen.loadavg()}; "
         f"scenarios {', '.join(keys)}",
@@ -327,6 +347,9 @@ def run_scenario(args: argparse.Namespace, wrk: str) -> int:
                 "health": visitors.requests_file(folder / "health.txt", [("GET", "/healthz", {})]),
                 "body": folder / "body.json",
             }
+            for key, floor in FLOOR_BODIES.items():
+                files[f"body-{key}"] = folder / f"body-{key}.json"
+                files[f"body-{key}"].write_text(floor)
             extra["heroes"] = check_pages(url, population, body.encode())
             warm_up(args, wrk, gateway, files)
             for number in range(args.rounds):
@@ -340,7 +363,7 @@ def run_scenario(args: argparse.Namespace, wrk: str) -> int:
                 extra["py_spy"] = {
                     key: profile_round(key, args, wrk, gateway, files, run_id, args.output.parent)
                     for key in keys
-                    if key != "h"
+                    if key in ("p", "m")
                 }
             extra["stats"] = gateway.stats()
             log = args.output.with_suffix(".gateway.log")
@@ -372,6 +395,7 @@ def run_scenario(args: argparse.Namespace, wrk: str) -> int:
             "event_batch": args.event_batch,
             "serve_workers": args.serve_workers,
             "redis": args.redis,
+            "floors": args.floors,
             "gateway_env": args.env,
         },
         "summary": summary,
@@ -466,6 +490,19 @@ def report(args: argparse.Namespace, rounds: dict[str, list[Round]]) -> dict[str
         )
     plain = summary["h"]["requests_per_s"]
     print()
+    for key in ("t", "s"):
+        if key in summary:
+            ratio = summary[key]["ratio_to_plain"] = summary[key]["requests_per_s"] / plain
+            cpu_ratio = (
+                summary["h"]["gateway_cpu_ms_per_request"]
+                / summary[key]["gateway_cpu_ms_per_request"]
+            )
+            summary[key]["cpu_ratio_to_plain"] = cpu_ratio
+            print(
+                f"floor {key}/h = {ratio:.3f} ({LABELS[key]}; gateway CPU "
+                f"{summary[key]['gateway_cpu_ms_per_request']:.3f} ms per request, "
+                f"ratio {cpu_ratio:.3f})"
+            )
     for key in ("p", "m"):
         if key not in summary:
             continue

@@ -15,8 +15,9 @@ ingestion code), then calls the ASGI app directly (a minimal driver, no HTTP
 server, no client library) for:
 
 - `GET /healthz` through the whole middleware stack;
-- `POST /graphql`, the home page query of bench/run.py, each request for the
-  next visitor (their User-Agent and CF-IPCountry);
+- `POST /graphql`, the home page query of bench/run.py (`--page SLUG`: another
+  demo page), each request for the next visitor (their User-Agent and
+  CF-IPCountry);
 
 It reports process CPU time per request for each (after a warm-up pass over
 every visitor, so near-cache and response cache are warm as in the wrk
@@ -111,7 +112,7 @@ async def measure(args: argparse.Namespace, mongodb_uri: str, state: Path) -> No
         from common.gc_tuning import tune_gc
 
         tune_gc()  # as `serve` does
-    body = json.dumps({"query": PAGE_QUERY % "home"}).encode()
+    body = json.dumps({"query": PAGE_QUERY % args.page}).encode()
     pages = [
         {"Content-Type": "application/json", "X-Visitor-Id": v.id, **v.headers()}
         for v in population
@@ -145,7 +146,8 @@ async def measure(args: argparse.Namespace, mongodb_uri: str, state: Path) -> No
         )
         print(
             f"CPU per request, in process (no HTTP server): /healthz {figures['healthz']:.3f} ms, "
-            f"home page {figures['page']:.3f} ms; ratio {figures['healthz'] / figures['page']:.3f}"
+            f"{args.page} page {figures['page']:.3f} ms; "
+            f"ratio {figures['healthz'] / figures['page']:.3f}"
         )
         cache = app.state.response_cache
         hits, misses = (cache.hits, cache.misses) if cache is not None else (0, 0)
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--visitors", type=int, default=2000)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--page", default="home", help="the page's slug (home)")
     parser.add_argument("--top", type=int, default=45)
     parser.add_argument(
         "--default-gc",

@@ -223,6 +223,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "run (content cache, persisted queries and rate limits in Redis)",
     )
     parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="many/mixed: also measure what bounds any page from below, for the same "
+        "visitors: (t) `{ __typename }` through /graphql and (s) the `about` page, "
+        "which has nothing to personalize",
+    )
+    parser.add_argument(
         "--py-spy",
         action="store_true",
         help="many/mixed: after the rounds, profile the gateway under the page load "
@@ -238,6 +245,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             name += f"-serve{args.serve_workers}"
         if args.redis:
             name += "-redis"
+        if args.floors:
+            name += "-floors"
         args.output = DEFAULT_OUTPUT.with_name(f"{name}.json")
     if args.duration < 1 or args.warmup < 1 or args.rounds < 1:
         parser.error("--duration, --warmup and --rounds must be at least 1")
@@ -247,6 +256,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--serve-workers needs --scenario many or mixed (single uses /bench routes)")
     if args.redis and args.scenario == "single":
         parser.error("--redis needs --scenario many or mixed")
+    if args.floors and args.scenario == "single":
+        parser.error("--floors needs --scenario many or mixed")
     if args.serve_workers is not None and args.serve_workers < 1:
         parser.error("--serve-workers must be at least 1")
     if any("=" not in item for item in args.env):
