@@ -29,6 +29,10 @@ def open_cache(url: str) -> Any:
     cache = Cache.from_url(url)
     if is_redis(url):
         cache.serializer = PickleSerializer()
+    else:
+        # A dictionary in process does no I/O: aiocache's timeout would only wrap each
+        # read in `asyncio.wait_for`, a task per page read.
+        cache.timeout = None
     return cache
 
 
