@@ -115,6 +115,27 @@ def test_redact_leaves_ordinary_text_alone() -> None:
     assert redact("/p?monkey=1&keys=2") == "/p?monkey=1&keys=2"
 
 
+def test_redact_takes_linear_time_on_a_long_run_of_letters() -> None:
+    # A client's 60,000-letter slug in a traceback took 4 s to mask, on the event
+    # loop; 200,000 took about 45 s. Linear, it is a few milliseconds.
+    text = "a" * 200_000
+    started = time.perf_counter()
+    assert redact(text) == text
+    assert time.perf_counter() - started < 1.0
+    glued = "a" * 100 + "mongodb://u:secret@host"
+    assert redact(glued) == "a" * 100 + "mongodb://u:***@host"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_client_cannot_forge_a_text_log_line() -> None:
+    forged = "B\n2026-12-02 11:31:00,000 CRITICAL gateway.auth [-]: FORGED\r"
+    out = emit("text", "unknown operation %s", forged)
+    assert out.count("\n") == 1
+    assert "B\\n2026-12-02 11:31:00,000 CRITICAL gateway.auth [-]: FORGED\\r" in out
+    # A traceback keeps its lines: only the message is one line.
+    assert emit("text", "failed", exc=True).count("\n") > 2
+
+
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValidationError, match="log_format"):
         Settings(log_format="xml")  # type: ignore[arg-type]
