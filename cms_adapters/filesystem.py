@@ -16,6 +16,7 @@ in folders; anything else that could escape the folder is refused.
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,13 @@ class FilesystemAdapter(CMSAdapter):
         for root in roots:
             for suffix in _SUFFIXES:
                 candidate = root / folder / f"{key}{suffix}"
-                if candidate.is_file():
-                    return candidate
+                try:
+                    if candidate.is_file():
+                        return candidate
+                except OSError as exc:
+                    if exc.errno != errno.ENAMETOOLONG:
+                        raise
+                    # A name the file system cannot hold names no file.
         return None
 
     def _read(self, path: Path, entry: str, fast: bool = False) -> Any:

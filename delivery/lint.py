@@ -16,6 +16,7 @@ from blocks.lint import (
 )
 from cms_adapters.base import CMSAdapter
 from cms_adapters.errors import MalformedContent
+from delivery.pages import check_slug
 
 
 async def lint_content(
@@ -27,6 +28,8 @@ async def lint_content(
     slug: str | None = None,
 ) -> list[Finding]:
     """Every finding in the CMS's pages (or the page `slug`) and in the audience definitions."""
+    if slug is not None:
+        check_slug(slug)
     findings = lint_audiences(audiences)
     slugs = [slug] if slug is not None else await adapter.list_pages()
     documents: dict[str, Any] = {}

@@ -251,8 +251,20 @@ def _current_key(services: Services, page: AssembledPage) -> str | None:
     return services.edge_keys.visitor_key(page.context, arms)
 
 
+#: No CMS names a page with more: a longer slug is refused before it reaches a CMS
+#: (a URL of 60,000 characters, a file name the file system cannot hold).
+MAX_SLUG_CHARS = 512
+
+
+def check_slug(slug: str) -> None:
+    """BadUserInput for a slug longer than any page's."""
+    if len(slug) > MAX_SLUG_CHARS:
+        raise BadUserInput(f"slug: at most {MAX_SLUG_CHARS} characters, got {len(slug)}.")
+
+
 async def fetch_page(services: Services, slug: str, *, drafts: bool) -> ParsedPage:
     """The page's content (drafts straight from the CMS, never cached); public errors."""
+    check_slug(slug)
     try:
         if drafts:
             # Drafts bypass the content cache: they must never be served to visitors.

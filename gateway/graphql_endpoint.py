@@ -182,6 +182,17 @@ def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionN
     return operations[0] if len(operations) == 1 else None
 
 
+def _no_operation(document: DocumentNode, name: str | None) -> str:
+    """Why `document` names no single operation to run (graphql-core's wording)."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if not operations:
+        return "Must provide an operation."
+    if name is None:
+        return "Must provide operation name if query contains multiple operations."
+    shown = name if len(name) <= 64 else name[:64] + "…"
+    return f"Unknown operation named {shown!r}."
+
+
 def _root_fields(operation: OperationDefinitionNode | None) -> set[str] | None:
     """The operation's root field names, or None if fragments hide them."""
     if operation is None:
@@ -301,6 +312,15 @@ class GraphQLEndpoint:
         except GraphQLError:
             document = None  # Strawberry reports the syntax error
         operation = _operation(document, params.operation_name) if document else None
+        if document is not None and operation is None:
+            # Strawberry would fail on it with an internal error (a 500).
+            error = {"errors": [{"message": _no_operation(document, params.operation_name)}]}
+            status = 400 if media_type == GRAPHQL_RESPONSE else 200
+            return _private(_encode(error), status, media_type)
+        if operation is not None and operation.operation == OperationType.SUBSCRIPTION:
+            error = {"errors": [{"message": "This gateway serves no subscriptions."}]}
+            status = 400 if media_type == GRAPHQL_RESPONSE else 200
+            return _private(_encode(error), status, media_type)
         if timer is not None and operation is not None:
             timer.chose(operation.name.value if operation.name else None, operation.operation.value)
         if operation is not None and operation.operation != OperationType.QUERY:

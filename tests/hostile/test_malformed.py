@@ -150,3 +150,56 @@ async def test_webhook_bodies_with_a_valid_secret(
     )
     assert response.status_code == 400, response.text
     assert expected in response.json()["error"]
+
+
+GRAPHQL_JSON_RESPONSE = {**JSON, "Accept": "application/graphql-response+json"}
+LONG_SLUGS = {"long": "a" * 60_000, "long-segment": "a" * 256, "many-segments": "a/" * 3000 + "a"}
+
+
+@pytest.mark.parametrize("slug", LONG_SLUGS.values(), ids=list(LONG_SLUGS))
+async def test_a_slug_longer_than_any_page_is_bad_user_input(
+    client: httpx.AsyncClient, slug: str
+) -> None:
+    query = "query($s: String!) { page(slug: $s) { title } }"
+    response = await client.post(
+        "/graphql", content=body(query, variables={"s": slug}), headers=JSON
+    )
+    assert response.status_code == 200, response.text
+    error = response.json()["errors"][0]
+    if len(slug) > 512:
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert f"slug: at most 512 characters, got {len(slug)}." == error["message"]
+    else:  # no file can have that name: no page has it
+        assert error["extensions"]["code"] == "PAGE_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("document", "name", "expected"),
+    [
+        ("query A { __typename }", "B", "Unknown operation named 'B'."),
+        ("query A { __typename }", "B\n" * 100, "Unknown operation named"),
+        (
+            "query A { __typename } query B { __typename }",
+            None,
+            "Must provide operation name if query contains multiple operations.",
+        ),
+        ("fragment F on Query { __typename }", None, "Must provide an operation."),
+        ("subscription S { __typename }", None, "This gateway serves no subscriptions."),
+    ],
+    ids=["unknown-name", "long-name", "two-unnamed", "no-operation", "subscription"],
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_document_without_one_operation_to_run_is_a_request_error(
+    client: httpx.AsyncClient, document: str, name: str | None, expected: str, method: str
+) -> None:
+    if method == "POST":
+        response = await client.post(
+            "/graphql", content=body(document, operationName=name), headers=GRAPHQL_JSON_RESPONSE
+        )
+    else:
+        params = {"query": document, **({"operationName": name} if name else {})}
+        response = await client.get("/graphql", params=params, headers=GRAPHQL_JSON_RESPONSE)
+    assert response.status_code == 400, response.text
+    assert expected in response.json()["errors"][0]["message"]
+    assert "data" not in response.json()
+    assert response.headers["cache-control"] == "private, no-store"
