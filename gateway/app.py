@@ -38,11 +38,11 @@ from common.service import ShutdownBudget
 from delivery.edge_keys import EdgeKeys, edge_secret_from
 from delivery.experiment_registry import ExperimentRegistry, ExperimentSweep
 from delivery.services import IngestLimits, Services
-from gateway.body_limit import BodyLimit
+from gateway.body_limit import BodyLimit, plain_error
 from gateway.cors import cors_policy, with_cors
 from gateway.database import open_database
 from gateway.embedded_supervisor import EmbeddedHealth, EmbeddedSupervisor
-from gateway.events_endpoint import events_endpoint
+from gateway.events_endpoint import BEACON_CORS, events_endpoint
 from gateway.graphql_endpoint import EdgeOptions, GraphQLEndpoint
 from gateway.last_resort import LastResort
 from gateway.learning import open_recommendations
@@ -53,7 +53,7 @@ from gateway.ratelimit import RateLimiter, RateLimitMiddleware, RateLimitPolicy
 from gateway.response_cache import ResponseCache
 from gateway.settings import DEMO_DIR, Settings
 from gateway.visitor import CookiePolicy
-from gateway.webhooks import webhook
+from gateway.webhooks import MAX_WEBHOOK_BODY, webhook
 from profiles.audiences import AudienceCatalog, AudienceRepository
 from profiles.indexes import ensure_indexes
 from profiles.ingest import ConsentDefaults, Ingestor
@@ -465,14 +465,27 @@ def create_app(
             ),
             Route(
                 "/v1/events",
-                # A plain function without CORS (Starlette wraps it), ASGI behind CORS.
-                with_cors(request_response(events_endpoint), cors) if cors else events_endpoint,
+                with_cors(
+                    BodyLimit(
+                        request_response(events_endpoint),
+                        max_bytes=settings.max_event_body_bytes,
+                        error_body=plain_error,
+                        headers=BEACON_CORS,
+                    ),
+                    cors,
+                ),
                 methods=["POST", "OPTIONS"],
             ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint(settings.cms, response_cache)),
-            Route("/webhooks/{cms}", webhook, methods=["POST"]),
+            Route(
+                "/webhooks/{cms}",
+                BodyLimit(
+                    request_response(webhook), max_bytes=MAX_WEBHOOK_BODY, error_body=plain_error
+                ),
+                methods=["POST"],
+            ),
         ],
         # Outermost first: request ids and timings see everything; nothing escapes
         # LastResort, not even a limiter failure.

@@ -24,7 +24,8 @@ from gateway.visitor import EDGE_COOKIE, CookiePolicy, identify
 from profiles.ingest import IngestRejected, IngestUnavailable
 from profiles.validation import Event, Problem, RequestDefaults, parse_event
 
-_CORS = {
+#: What a browser beacon from any origin needs to read the answer.
+BEACON_CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -44,7 +45,7 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse(
         {"error": message},
         status_code=status,
-        headers={**_CORS, "Cache-Control": "no-store", **headers},
+        headers={**BEACON_CORS, "Cache-Control": "no-store", **headers},
     )
 
 
@@ -138,7 +139,7 @@ def request_defaults(request: Request, minted: str | None = None) -> RequestDefa
 async def events_endpoint(request: Request) -> Response:
     """Validate, store durably and apply a batch of events."""
     if request.method == "OPTIONS":
-        return Response(status_code=204, headers=_CORS)
+        return Response(status_code=204, headers=BEACON_CORS)
     services: Services = request.state.services
     limits = services.ingest_limits
     try:
@@ -206,7 +207,7 @@ async def events_endpoint(request: Request) -> Response:
     }
     status = 400 if len(rejected) == len(raw_events) else 200
     response = JSONResponse(
-        payload, status_code=status, headers={**_CORS, "Cache-Control": "no-store"}
+        payload, status_code=status, headers={**BEACON_CORS, "Cache-Control": "no-store"}
     )
     cookies: CookiePolicy = request.state.cookies
     stored_for = {event.visitor_id for event in good}

@@ -21,14 +21,14 @@ from cms_adapters.invalidation import Invalidator
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY = 1 << 20
+MAX_WEBHOOK_BODY = 1 << 20
 
 
 async def _read_body(request: Request) -> bytes | None:
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY:
+        if len(body) > MAX_WEBHOOK_BODY:
             return None
     return bytes(body)
 
