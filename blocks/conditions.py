@@ -83,6 +83,8 @@ MAX_PATTERN_LENGTH: Final = 256
 """Longest allowed regex pattern."""
 MAX_REGEX_SUBJECT: Final = 4096
 """Longest string a regex is run against; longer values never match."""
+REGEX_CHOICES: Final = 2 * (MAX_REGEX_SUBJECT + 1)
+"""Most choices a pattern may leave the matcher: one unbounded repetition, doubled."""
 CACHE_SIZE: Final = 1024
 """Distinct conditions remembered by :func:`evaluate` and by the warn-once log."""
 
@@ -542,28 +544,35 @@ _BRACES = re.compile(r"\{(\d*)(,?)(\d*)\}")
 _LEADING_FLAGS = re.compile(r"(?:\(\?[aiLmsux]+\)|\(\?#[^)]*\))+")
 
 
-def _quantifier(pattern: str, i: int) -> tuple[float | None, int]:
-    """The maximum repetition of a quantifier at `i`, and where it ends; None if none."""
+def _quantifier(pattern: str, i: int) -> tuple[float | None, int, float]:
+    """A quantifier at `i`: its maximum repetition (None if none), end, and choices.
+
+    The choices are how many repetition counts it lets the matcher try.
+    """
     if i >= len(pattern):
-        return None, i
+        return None, i, 1
     char = pattern[i]
     most: float
+    least = 0
     if char in "*+":
-        most, end = math.inf, i + 1
+        most, end, least = math.inf, i + 1, (1 if char == "+" else 0)
     elif char == "?":
         most, end = 1, i + 1
     elif char == "{":
         match = _BRACES.match(pattern, i)
         if match is None or (not match.group(1) and not match.group(2)):
-            return None, i  # a literal brace, like Python's parser
+            return None, i, 1  # a literal brace, like Python's parser
         low, comma, high = match.groups()
-        most = (int(high) if high else math.inf) if comma else int(low)
+        least = int(low) if low else 0
+        most = (int(high) if high else math.inf) if comma else least
         end = match.end()
     else:
-        return None, i
+        return None, i, 1
     if end < len(pattern) and pattern[end] in "?+":  # lazy or possessive
         end += 1
-    return most, end
+    # A subject is at most MAX_REGEX_SUBJECT characters: no more counts than that.
+    choices = max(1, min(most, MAX_REGEX_SUBJECT) - min(least, MAX_REGEX_SUBJECT) + 1)
+    return most, end, choices
 
 
 def _skip_class(pattern: str, i: int) -> int:
@@ -589,9 +598,19 @@ def _backtracking_risk(pattern: str) -> str | None:
     Conservative: any group repeated more than once whose body holds a
     quantifier or an alternation is flagged (`(a+)+`, `(\w+\s?)*`, `(a|ab)*`),
     and so are backreferences and verbose mode, which this scanner cannot read.
+
+    Then polynomial backtracking: `a*a*b` (two unbounded repetitions of what
+    the same characters match) takes time of the subject's length squared per
+    search start, cubed with the search itself (14 s on 4,096 letters), and
+    alternatives and optional parts multiply too (`a?a?a?…aaa`). So the
+    product of every choice the pattern leaves the matcher (repetition counts,
+    alternatives) is bounded by `REGEX_CHOICES`: one unbounded repetition, and
+    a few small choices beside it.
     """
     # One frame per open group: [holds a quantifier, holds an alternation]
     stack: list[list[bool]] = [[False, False]]
+    branches = [1]  # alternatives of each open group
+    choices = 1.0
     i, n = 0, len(pattern)
     while i < n:
         char = pattern[i]
@@ -620,6 +639,7 @@ def _backtracking_risk(pattern: str) -> str | None:
                 i = flags.end()
                 if flags.group(3) == ":":
                     stack.append([False, False])
+                    branches.append(1)
                 continue
             name = _GROUP_NAME.match(pattern, i)
             if name is not None:
@@ -631,13 +651,16 @@ def _backtracking_risk(pattern: str) -> str | None:
             else:
                 i += 1
             stack.append([False, False])
+            branches.append(1)
             continue
         elif char == ")":
             i += 1
             if len(stack) == 1:
                 continue
             has_quantifier, has_alternation = stack.pop()
-            most, end = _quantifier(pattern, i)
+            choices *= branches.pop()
+            most, end, count = _quantifier(pattern, i)
+            choices *= count
             if most is not None:
                 if most > 1 and has_quantifier:
                     return "a repeated group contains a nested quantifier"
@@ -650,14 +673,24 @@ def _backtracking_risk(pattern: str) -> str | None:
             continue
         elif char == "|":
             stack[-1][1] = True
+            branches[-1] += 1
             i += 1
             continue
         else:
             i += 1
-        most, end = _quantifier(pattern, i)
+        most, end, count = _quantifier(pattern, i)
+        choices *= count
         if most is not None:
             stack[-1][0] = True
             i = end
+    choices *= branches[0]
+    if choices > REGEX_CHOICES:
+        return (
+            "it leaves the matcher too many ways to match (more than one unbounded "
+            "repetition such as `*`, `+` or `{n,}`, or many alternatives and optional "
+            "parts beside one); a search matches anywhere, so a leading or trailing "
+            "`.*` is never needed"
+        )
     return None
 
 

@@ -127,6 +127,10 @@ async def test_bad_definitions_are_refused_precisely(client: httpx.AsyncClient) 
             {"name": "x", "condition": {"path": {"$regex": "(a+)+$"}}},
             "audiences.x.condition.path.$regex: pattern may backtrack catastrophically",
         ),
+        (
+            {"name": "x", "condition": {"utm.campaign": {"$regex": "a*a*a*b"}}},
+            "audiences.x.condition.utm.campaign.$regex: pattern may backtrack catastrophically",
+        ),
         ({"name": "high_value"}, "name: an audience 'high_value' already exists"),
         (
             {"name": "x", "audiences": ["nobody"]},
