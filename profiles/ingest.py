@@ -605,25 +605,27 @@ class Ingestor(Service):
             return []
         # Duplicates inside one commit: keep the first.
         unique: list[tuple[int, Event]] = []
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for i, event in items:
-            if event.event_id in seen:
-                outcomes[i].duplicates += 1
-            else:
-                seen.add(event.event_id)
+            owner = seen.get(event.event_id)
+            if owner is None:
+                seen[event.event_id] = event.visitor_id
                 unique.append((i, event))
+            elif owner != event.visitor_id:
+                outcomes[i].rejected.append(_taken(event))
+            else:
+                outcomes[i].duplicates += 1
         duplicates: set[int] = set()
         refused: dict[int, str] = {}
         try:
             await collection.insert_many([document(e) for _, e in unique], ordered=False)
         except BulkWriteError as exc:
             duplicates, refused = _write_errors(exc)
-        # Stored by an earlier, failed attempt at these very events: new to the client.
-        ours: set[str] = set()
-        if duplicates and tried:
+        stored: dict[str, Doc] = {}
+        if duplicates:
             ids = [unique[position][1].event_id for position in duplicates]
-            query = {"_id": {"$in": ids}, "commit": {"$in": list(tried)}}
-            ours = {doc["_id"] async for doc in collection.find(query, {"_id": 1})}
+            found = collection.find({"_id": {"$in": ids}}, {"commit": 1, "visitorId": 1})
+            stored = {doc["_id"]: doc async for doc in found}
         if refused:
             EVENTS_REFUSED.labels("database").inc(len(refused))
         new = []
@@ -632,8 +634,13 @@ class Ingestor(Service):
                 message = f"the database refused this event: {refused[position]}"
                 outcomes[i].rejected.append(Rejection(event, "", message))
             elif position in duplicates:
-                if event.event_id in ours:
+                earlier = stored.get(event.event_id, {})
+                if earlier.get("commit") in tried:
+                    # Stored by an earlier, failed attempt at these very events: new to
+                    # the client.
                     outcomes[i].accepted += 1
+                elif earlier.get("visitorId", event.visitor_id) != event.visitor_id:
+                    outcomes[i].rejected.append(_taken(event))
                 else:
                     outcomes[i].duplicates += 1
             else:
@@ -738,6 +745,22 @@ class Ingestor(Service):
             ) from failures[0]
         await self.pending.delete_one({"_id": commit})
         return len(events)
+
+
+def _taken(event: Event) -> Rejection:
+    """The event's id names another visitor's event: refused, not a silent duplicate.
+
+    Ids are unique across visitors, and the publishable key is public: an id
+    anyone can guess (an order number) could otherwise be taken first by someone
+    else, and the real event dropped as a duplicate.
+    """
+    EVENTS_REFUSED.labels("id_taken").inc()
+    return Rejection(
+        event,
+        "eventId",
+        f"event id {event.event_id!r} is already another visitor's event: "
+        "ids must be unique across visitors (use a random UUID)",
+    )
 
 
 def _consent_record(event: Event, commit: str) -> Doc:

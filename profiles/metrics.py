@@ -6,8 +6,9 @@ from prometheus_client import Counter
 
 EVENTS_REFUSED = Counter(
     "tessera_events_refused",
-    "Events refused: cause=unstorable (not encodable as BSON) or database (the server "
-    "refused the document), each reported to its client as a problem; or answered 503 with "
+    "Events refused: cause=unstorable (not encodable as BSON), database (the server "
+    "refused the document) or id_taken (the event id is another visitor's event), each "
+    "reported to its client as a problem; or answered 503 with "
     "their request: stalled (waited on a commit the database stopped answering), "
     "unavailable (refused at once while the database is down or a commit is stalled), "
     "outage (their commit failed: the database is unreachable), shutdown (still queued "

@@ -190,6 +190,31 @@ async def test_retried_batch_changes_nothing(
     assert profile["version"] == profile_before["version"]
 
 
+async def test_an_event_id_taken_by_another_visitor_is_refused_not_dropped(
+    client: httpx.AsyncClient, mongo: Mongo, database_name: str
+) -> None:
+    # Anyone holding the public key could take a guessable id (an order number) first.
+    taken = {"type": "purchase", "eventId": "order-1001", "properties": {"revenue": 1.0}}
+    assert (await post(client, [{**taken, "visitorId": "attacker"}])).json()["accepted"] == 1
+    mine = {**taken, "visitorId": "victim", "properties": {"revenue": 700.0}}
+    response = await post(client, [mine, event(visitor="victim")])
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"], body["duplicates"], body["rejected"]) == (1, 0, [0])
+    assert body["errors"][0]["field"] == "eventId"
+    assert "already another visitor's event" in body["errors"][0]["message"]
+    # Both in one request, so one group commit: the second is refused the same way.
+    both = [{**taken, "eventId": "order-2002", "visitorId": v} for v in ("a-1", "a-2")]
+    body = (await post(client, both)).json()
+    assert (body["accepted"], body["rejected"]) == (1, [1])
+    # The same visitor's retry is still a duplicate, as before.
+    again = (await post(client, [{**taken, "visitorId": "attacker"}])).json()
+    assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 1, [])
+    stored = await mongo[database_name]["events"].find_one({"_id": "order-1001"})
+    assert stored is not None
+    assert stored["visitorId"] == "attacker"
+
+
 async def test_timestamps_are_clamped_and_the_original_kept(
     client: httpx.AsyncClient, mongo: Mongo, database_name: str, clock: Any
 ) -> None:
