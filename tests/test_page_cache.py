@@ -12,7 +12,7 @@ from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
 from gateway.app import create_app
-from gateway.response_cache import ResponseCache
+from gateway.response_cache import CachedBody, ResponseCache
 from gateway.settings import Settings
 from tests.conftest import Clock
 from tests.graphql_helpers import INGEST, PAGE_QUERY, graphql, variants
@@ -137,3 +137,23 @@ async def test_cached_responses_equal_freshly_executed_ones(
         got = await graphql(client, PAGE_QUERY, request, visitor=visitor, headers=headers)
         assert json.loads(got.content) == json.loads(expected.content)
     assert "errors" not in expected.json()
+
+
+def test_the_cache_is_bounded_in_bytes_as_well_as_in_entries() -> None:
+    cache = ResponseCache(maxsize=4096, max_bytes=1_000_000)
+    body = CachedBody(b"x" * 40_000, "application/json")
+    for n in range(200):  # 200 entries of 60 KB (a 20 KB query and a 40 KB body)
+        cache.put((f"{n:05d}" + "q" * 20_000, None, "{}", "application/json", ()), body)
+    assert cache.bytes <= 1_000_000
+    assert len(cache) == 1_000_000 // (40_000 + 20_005 + len("{}") + len("application/json"))
+    assert cache.get((f"{199:05d}" + "q" * 20_000, None, "{}", "application/json", ())) is body
+    assert cache.get((f"{0:05d}" + "q" * 20_000, None, "{}", "application/json", ())) is None
+    # Replacing an entry counts its new size, not both.
+    key = ("again", None, "{}", "application/json", ())
+    cache.put(key, CachedBody(b"a" * 10, "application/json"))
+    before = cache.bytes
+    cache.put(key, CachedBody(b"b" * 20, "application/json"))
+    assert cache.bytes == before + 10
+    # One entry larger than a sixteenth of the budget is not kept at all.
+    cache.put(("huge", None, "{}", "application/json", ()), CachedBody(b"x" * 70_000, "x"))
+    assert cache.get(("huge", None, "{}", "application/json", ())) is None
