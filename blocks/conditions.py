@@ -475,6 +475,9 @@ class _Walker:
         if isinstance(node, int | float):
             if isinstance(node, float) and not math.isfinite(node):
                 self.add(path, "NaN and infinite numbers are not JSON values")
+            elif isinstance(node, int) and not -(2**63) <= node < 2**63:
+                # MongoDB stores 8-byte integers: a larger one fails the save, not here.
+                self.add(path, "integers must fit in 64 bits (use a float)")
             return node
         if isinstance(node, list):
             return [self.literal(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node)]

@@ -57,6 +57,9 @@ def loads(data: bytes | str, *, max_depth: int = MAX_DEPTH, strict: bool = True)
     except JSONInputError:
         raise
     except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
+        if "integer string conversion" in str(exc):
+            # Python's own message tells the reader to change an interpreter setting.
+            raise JSONInputError("a number has more than 4300 digits") from None
         raise JSONInputError(str(exc)) from None
     check(value, max_depth=max_depth)
     return value

@@ -91,6 +91,8 @@ def parse_audience_file(text: str, source: str = "audiences") -> list[dict[str, 
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise AudienceFileError(f"{source}: not valid YAML/JSON: {exc}") from None
+    except RecursionError:
+        raise AudienceFileError(f"{source}: nested too deeply") from None
     items = data.get("audiences") if isinstance(data, Mapping) else data
     if not isinstance(items, list):
         raise AudienceFileError(f"{source}: expected `audiences:` with a list of audiences")

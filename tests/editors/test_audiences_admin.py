@@ -184,6 +184,14 @@ audiences:
         client, IMPORT, {"s": "audiences:\n  - {name: dup}\n  - {name: dup}\n", "r": False}
     )
     assert _error(body)[1] == "document: audiences[1].name: 'dup' is defined twice"
+    # Hostile documents are the editor's error, not an internal one.
+    body = await _call(client, IMPORT, {"s": "[" * 20_000, "r": False})
+    assert _error(body) == ("BAD_USER_INPUT", "document: nested too deeply")
+    huge = "audiences:\n  - {name: h, condition: {traits.ltv: {$gt: 0x" + "f" * 4000 + "}}}\n"
+    body = await _call(client, IMPORT, {"s": huge, "r": False})
+    code, text = _error(body)
+    assert code == "BAD_USER_INPUT"
+    assert "integers must fit in 64 bits" in text
 
     replaced = await _call(client, IMPORT, {"s": "[{name: only_one}]", "r": True})
     assert [a["name"] for a in replaced["data"]["importAudiences"]["audiences"]] == ["only_one"]

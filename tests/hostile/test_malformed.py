@@ -45,6 +45,10 @@ GRAPHQL_CASES = {
     "nan": (b'{"query": "{ __typename }", "variables": {"x": NaN}}', "NaN is not a JSON number"),
     "lone-surrogate": (b'{"query": "{ __typename }", "x": "\\ud800"}', "lone UTF-16 surrogate"),
     "bad-json": (b'{"query": ', "Unable to parse"),
+    "5000-digits": (
+        b'{"query": "{ __typename }", "variables": {"x": ' + b"9" * 5000 + b"}}",
+        "a number has more than 4300 digits",
+    ),
 }
 
 
