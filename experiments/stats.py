@@ -34,6 +34,17 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize, proportions_ztest
 
 SRM_THRESHOLD = 0.001
+#: The significance levels a report accepts: below 1e-6 statsmodels' power solver
+#: no longer converges (1e-320 printed its warning past the logs).
+MIN_ALPHA = 1e-6
+MAX_ALPHA = 0.5
+
+
+def alpha_problem(alpha: float) -> str | None:
+    """Why `alpha` cannot be a report's significance level, or None."""
+    if not MIN_ALPHA <= alpha < MAX_ALPHA:
+        return f"alpha: must be at least {MIN_ALPHA:g} and below {MAX_ALPHA:g}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

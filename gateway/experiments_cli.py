@@ -28,6 +28,7 @@ from pymongo.errors import PyMongoError
 from blocks.experiment_spec import KEY_PATTERN
 from cms_adapters.errors import CMSError
 from experiments.errors import ExperimentNotFound
+from experiments.stats import alpha_problem
 
 if TYPE_CHECKING:
     # SciPy and statsmodels: imported when a report runs, not by every CLI command.
@@ -47,8 +48,9 @@ def _alpha(value: str) -> float:
         alpha = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not 0 < alpha < 0.5:
-        raise argparse.ArgumentTypeError("alpha must be between 0 and 0.5")
+    problem = alpha_problem(alpha)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return alpha
 
 

@@ -15,6 +15,7 @@ from experiments import analysis
 from experiments.data import experiment_report
 from experiments.errors import ExperimentNotFound
 from experiments.report import chart_html
+from experiments.stats import alpha_problem
 from resolvers.permissions import IsAdmin
 from resolvers.query import TesseraInfo
 
@@ -242,8 +243,9 @@ class ExperimentQuery:
             raise BadUserInput(
                 f"key: {key[:80]!r} is not an experiment key (1-64 letters, digits, '_' or '-')."
             )
-        if alpha is not None and not 0 < alpha < 0.5:
-            raise BadUserInput("alpha: must be between 0 and 0.5.")
+        problem = alpha_problem(alpha) if alpha is not None else None
+        if problem is not None:
+            raise BadUserInput(f"{problem}.")
         if planned_users is not None and not 2 <= planned_users <= 10**12:
             raise BadUserInput("plannedUsers: must be between 2 and 10^12.")
         services = info.context.services

@@ -146,6 +146,17 @@ async def test_bad_keys_are_refused_precisely(
     assert len(error["message"]) < 300
 
 
+@pytest.mark.parametrize("alpha", [1e-320, 0.0, 0.5, -1.0], ids=["denormal", "0", "0.5", "neg"])
+async def test_an_unusable_alpha_is_refused_precisely(
+    client: httpx.AsyncClient, alpha: float
+) -> None:
+    query = "query($key: String!, $a: Float) { experimentReport(key: $key, alpha: $a) { key } }"
+    body = (await graphql(client, query, {"key": KEY, "a": alpha}, headers=ADMIN)).json()
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"] == "alpha: must be at least 1e-06 and below 0.5."
+
+
 async def test_the_cli_prints_the_table_writes_the_chart_and_speaks_json(
     client: httpx.AsyncClient,
     app: Starlette,
