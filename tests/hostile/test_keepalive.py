@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.app import create_app
-from gateway.embedded_mongo import free_port
 from gateway.settings import Settings
 from tests.conftest import Clock
+from tests.hostile.serving import uvicorn_serving
 
 
 @pytest.fixture
@@ -26,16 +24,8 @@ async def served(settings: Settings, clock: Clock) -> AsyncIterator[int]:
         raise RuntimeError("a bug the request should not see")
 
     application.add_route("/boom", boom, methods=["POST"])
-    port = free_port()
-    config = uvicorn.Config(application, port=port, log_level="critical", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.05)
-    yield port
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with uvicorn_serving(application) as port:
+        yield port
 
 
 async def exchange(

@@ -15,15 +15,14 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
 
 from gateway.app import create_app
-from gateway.embedded_mongo import free_port
 from gateway.settings import Settings
 from tests.conftest import Clock
 from tests.graphql_helpers import INGEST
+from tests.hostile.serving import uvicorn_serving
 
 SECRET = "hook-secret"
 ROUTES = {
@@ -40,19 +39,8 @@ async def served(
     monkeypatch.setattr("gateway.body_limit.BODY_TIMEOUT_SECONDS", 0.5)
     settings = settings.model_copy(update={"cms_webhook_secret": SecretStr(SECRET)})
     application: Starlette = create_app(settings, clock=clock)
-    port = free_port()
-    # Bounded: a regression that keeps a request open must fail the test, not hang it.
-    config = uvicorn.Config(
-        application, port=port, log_level="info", lifespan="on", timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
-        await asyncio.sleep(0.05)
-    yield port
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with uvicorn_serving(application, log_level="info") as port:
+        yield port
 
 
 def head(path: str, headers: dict[str, str], framing: str) -> bytes:
