@@ -85,8 +85,43 @@ def audience_document(data: Any, where: str = "audience") -> dict[str, Any]:
     return document
 
 
+#: Deeper flow nesting (`[[[…`) is refused before parsing: PyYAML recurses to the
+#: interpreter's limit first, about a second on the event loop.
+MAX_FLOW_DEPTH = 64
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of `[` and `{` outside quoted scalars (a bound, not a parse)."""
+    depth = deepest = 0
+    quote = ""
+    escaped = False
+    before = "\n"  # the last character outside quotes that is not a space
+    for char in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+            continue
+        if char in "\"'" and before in "\n[{,:-?":
+            # Only where a scalar can start: in `it's` the quote is just a letter.
+            quote = char
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        if char == "\n" or not char.isspace():
+            before = char
+    return deepest
+
+
 def parse_audience_file(text: str, source: str = "audiences") -> list[dict[str, Any]]:
     """The checked documents of a bulk file (YAML or JSON: `audiences: [...]` or a list)."""
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise AudienceFileError(f"{source}: nested too deeply")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
