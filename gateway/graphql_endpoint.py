@@ -314,13 +314,9 @@ class GraphQLEndpoint:
         operation = _operation(document, params.operation_name) if document else None
         if document is not None and operation is None:
             # Strawberry would fail on it with an internal error (a 500).
-            error = {"errors": [{"message": _no_operation(document, params.operation_name)}]}
-            status = 400 if media_type == GRAPHQL_RESPONSE else 200
-            return _private(_encode(error), status, media_type)
+            return _request_error(_no_operation(document, params.operation_name), media_type)
         if operation is not None and operation.operation == OperationType.SUBSCRIPTION:
-            error = {"errors": [{"message": "This gateway serves no subscriptions."}]}
-            status = 400 if media_type == GRAPHQL_RESPONSE else 200
-            return _private(_encode(error), status, media_type)
+            return _request_error("This gateway serves no subscriptions.", media_type)
         if timer is not None and operation is not None:
             timer.chose(operation.name.value if operation.name else None, operation.operation.value)
         if operation is not None and operation.operation != OperationType.QUERY:
@@ -474,6 +470,12 @@ def _private(body: bytes, status: int, media_type: str) -> Response:
             "Content-Type": f"{media_type}; charset=utf-8",
         },
     )
+
+
+def _request_error(message: str, media_type: str) -> Response:
+    """A request that cannot run, as GraphQL-over-HTTP answers it (400 for its media type)."""
+    status = 400 if media_type == GRAPHQL_RESPONSE else 200
+    return _private(_encode({"errors": [{"message": message}]}), status, media_type)
 
 
 def _plain_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
