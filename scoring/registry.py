@@ -209,7 +209,7 @@ class ModelRegistry:
         The history is popped atomically, so two concurrent rollbacks pop two
         entries, never the same one twice. `active` is then set only if the history
         is still what the pop left: a concurrent activation or rollback in between
-        wins, this one leaves `active` to it and returns the version active then.
+        wins, this one leaves `active` to it and returns the version that one makes active.
         Remaining race: if this process dies between the two writes, `active`
         still names the popped version until the next activation or rollback.
         """
@@ -228,8 +228,12 @@ class ModelRegistry:
             {"$set": {"active": previous, "updatedAt": datetime.now(UTC)}},
         )
         if done.matched_count == 0:
-            # Overtaken by a concurrent activation or rollback: report what is active now.
-            return await self.active_version(kind)
+            # Overtaken by a concurrent activation or rollback. Either makes the history's
+            # last entry active, but a rollback's second write may not have landed yet:
+            # `active` itself could still name the version both popped.
+            current = await state.find_one({"_id": kind})
+            remaining = list((current or {}).get("history") or [])
+            return remaining[-1] if remaining else None
         return previous
 
     async def load(self, version: str) -> LoadedModel:
